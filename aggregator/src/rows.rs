@@ -1,0 +1,385 @@
+//! Row buffers per table and their conversion to Arrow record batches.
+//!
+//! Rows are grouped by UTC date (the Hive partition `date=YYYY-MM-DD`) of
+//! their main timestamp when they are turned into batches.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Float32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    UInt32Array, UInt64Array,
+};
+use datafusion::arrow::error::ArrowError;
+use schemas::tables::Table;
+use schemas::v1::presence_event::Kind;
+use schemas::v1::{Alert, CameraHealth, FrameDetections, PresenceEvent};
+
+/// `YYYY-MM-DD` (UTC) of a Unix-microsecond time (civil-from-days, Howard Hinnant).
+pub fn utc_date(ts_us: i64) -> String {
+    let days = ts_us.div_euclid(86_400_000_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[derive(Debug, Clone)]
+struct Presence {
+    person_id: u64,
+    camera_id: String,
+    enter: i64,
+    exit: i64,
+    track_id: u64,
+    detections: u32,
+    mean_score: f32,
+    event_id: String,
+}
+
+#[derive(Debug, Clone)]
+struct Person {
+    id: u64,
+    first_seen: i64,
+    first_camera: String,
+}
+
+#[derive(Debug, Clone)]
+struct FrameRow {
+    camera_id: String,
+    frame_seq: u64,
+    ts: i64,
+    persons: u32,
+    frame_width: u32,
+    frame_height: u32,
+    model_id: String,
+}
+
+/// Buffered rows of every table, waiting for the next flush.
+#[derive(Debug, Default)]
+pub struct Rows {
+    presence: Vec<Presence>,
+    people: Vec<Person>,
+    frames: Vec<FrameRow>,
+    health: Vec<CameraHealth>,
+    alerts: Vec<Alert>,
+    known_people: HashSet<u64>,
+    seen_events: HashSet<String>,
+}
+
+/// What an event changed, for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Added {
+    /// Rows added.
+    pub rows: usize,
+    /// Duplicates ignored.
+    pub duplicates: usize,
+}
+
+impl Rows {
+    /// Rows waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.presence.len()
+            + self.people.len()
+            + self.frames.len()
+            + self.health.len()
+            + self.alerts.len()
+    }
+
+    /// Marks person ids already stored (read back at start-up).
+    pub fn know_people(&mut self, ids: impl IntoIterator<Item = u64>) {
+        self.known_people.extend(ids);
+    }
+
+    /// An ENTER adds the person to `unique_people` if new; an EXIT adds the
+    /// closed interval to `people_present`. Re-delivered events (same id) are ignored.
+    pub fn add_presence(&mut self, e: &PresenceEvent) -> Added {
+        if !self.seen_events.insert(e.event_id.clone()) {
+            return Added {
+                rows: 0,
+                duplicates: 1,
+            };
+        }
+        let mut rows = 0;
+        if self.known_people.insert(e.person_id) {
+            self.people.push(Person {
+                id: e.person_id,
+                first_seen: e.enter_ts_us,
+                first_camera: e.camera_id.clone(),
+            });
+            rows += 1;
+        }
+        if e.kind == Kind::Exit as i32 {
+            self.presence.push(Presence {
+                person_id: e.person_id,
+                camera_id: e.camera_id.clone(),
+                enter: e.enter_ts_us,
+                exit: e.exit_ts_us.max(e.enter_ts_us),
+                track_id: e.track_id,
+                detections: e.detections,
+                mean_score: e.mean_score,
+                event_id: e.event_id.clone(),
+            });
+            rows += 1;
+        }
+        Added {
+            rows,
+            duplicates: 0,
+        }
+    }
+
+    /// One `frames` row per analysed frame (end-of-stream markers are not frames).
+    pub fn add_frame(&mut self, f: &FrameDetections) -> Added {
+        if f.end_of_stream {
+            return Added::default();
+        }
+        self.frames.push(FrameRow {
+            camera_id: f.camera_id.clone(),
+            frame_seq: f.frame_seq,
+            ts: f.capture_ts_us,
+            persons: u32::try_from(f.detections.len()).unwrap_or(u32::MAX),
+            frame_width: f.frame_width,
+            frame_height: f.frame_height,
+            model_id: f.model_id.clone(),
+        });
+        Added {
+            rows: 1,
+            duplicates: 0,
+        }
+    }
+
+    /// One `camera_health` row per report.
+    pub fn add_health(&mut self, h: &CameraHealth) -> Added {
+        self.health.push(h.clone());
+        Added {
+            rows: 1,
+            duplicates: 0,
+        }
+    }
+
+    /// One `alerts` row per alert event.
+    pub fn add_alert(&mut self, a: &Alert) -> Added {
+        self.alerts.push(a.clone());
+        Added {
+            rows: 1,
+            duplicates: 0,
+        }
+    }
+
+    /// Drains the buffers into `(table, date, batch)` groups.
+    pub fn take_batches(&mut self) -> Result<Vec<(Table, String, RecordBatch)>, ArrowError> {
+        let mut out = Vec::new();
+        for (date, rows) in by_date(std::mem::take(&mut self.presence), |r| r.enter) {
+            out.push((Table::PeoplePresent, date, presence_batch(&rows)?));
+        }
+        for (date, rows) in by_date(std::mem::take(&mut self.people), |r| r.first_seen) {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.id))),
+                ts_array(rows.iter().map(|r| r.first_seen)),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.first_camera),
+                )),
+            ];
+            out.push((
+                Table::UniquePeople,
+                date,
+                RecordBatch::try_new(Table::UniquePeople.schema(), columns)?,
+            ));
+        }
+        for (date, rows) in by_date(std::mem::take(&mut self.frames), |r| r.ts) {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.camera_id),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.frame_seq),
+                )),
+                ts_array(rows.iter().map(|r| r.ts)),
+                Arc::new(UInt32Array::from_iter_values(
+                    rows.iter().map(|r| r.persons),
+                )),
+                Arc::new(UInt32Array::from_iter_values(
+                    rows.iter().map(|r| r.frame_width),
+                )),
+                Arc::new(UInt32Array::from_iter_values(
+                    rows.iter().map(|r| r.frame_height),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.model_id),
+                )),
+            ];
+            out.push((
+                Table::Frames,
+                date,
+                RecordBatch::try_new(Table::Frames.schema(), columns)?,
+            ));
+        }
+        for (date, rows) in by_date(std::mem::take(&mut self.health), |r| r.ts_us) {
+            let state = |r: &CameraHealth| r.state().as_str_name().to_string();
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.camera_id),
+                )),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(state))),
+                ts_array(rows.iter().map(|r| r.since_ts_us)),
+                ts_array(rows.iter().map(|r| r.ts_us)),
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.frames_in),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.frames_analysed),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.frames_dropped),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.detail),
+                )),
+            ];
+            out.push((
+                Table::CameraHealth,
+                date,
+                RecordBatch::try_new(Table::CameraHealth.schema(), columns)?,
+            ));
+        }
+        for (date, rows) in by_date(std::mem::take(&mut self.alerts), |r| r.ts_us) {
+            let ids = |r: &Alert| {
+                r.person_ids
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.alert_id),
+                )),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.rule))),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.severity().as_str_name().to_string()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.camera_id),
+                )),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(ids))),
+                ts_array(rows.iter().map(|r| r.ts_us)),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.message),
+                )),
+                Arc::new(BooleanArray::from(
+                    rows.iter().map(|r| r.closed).collect::<Vec<_>>(),
+                )),
+            ];
+            out.push((
+                Table::Alerts,
+                date,
+                RecordBatch::try_new(Table::Alerts.schema(), columns)?,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+fn presence_batch(rows: &[Presence]) -> Result<RecordBatch, ArrowError> {
+    let mut rows = rows.to_vec();
+    // Sorted within files so time-window queries read few pages.
+    rows.sort_by(|a, b| {
+        (a.enter, &a.camera_id, a.person_id).cmp(&(b.enter, &b.camera_id, b.person_id))
+    });
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.person_id),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| &r.camera_id),
+        )),
+        ts_array(rows.iter().map(|r| r.enter)),
+        ts_array(rows.iter().map(|r| r.exit)),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.track_id),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.detections),
+        )),
+        Arc::new(Float32Array::from_iter_values(
+            rows.iter().map(|r| r.mean_score),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| &r.event_id),
+        )),
+    ];
+    RecordBatch::try_new(Table::PeoplePresent.schema(), columns)
+}
+
+fn ts_array(values: impl Iterator<Item = i64>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from_iter_values(values).with_timezone("UTC"))
+}
+
+fn by_date<T>(rows: Vec<T>, ts: impl Fn(&T) -> i64) -> BTreeMap<String, Vec<T>> {
+    let mut groups: BTreeMap<String, Vec<T>> = BTreeMap::new();
+    for row in rows {
+        groups.entry(utc_date(ts(&row))).or_default().push(row);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates_of_known_instants() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(1_700_000_000_000_000), "2023-11-14");
+        assert_eq!(utc_date(951_782_400_000_000), "2000-02-29");
+        assert_eq!(utc_date(-1), "1969-12-31");
+    }
+
+    fn event(kind: Kind, person: u64, camera: &str, track: u64) -> PresenceEvent {
+        PresenceEvent {
+            kind: kind as i32,
+            person_id: person,
+            camera_id: camera.into(),
+            track_id: track,
+            enter_ts_us: 1_700_000_000_000_000,
+            exit_ts_us: 1_700_000_005_000_000,
+            event_id: format!("{camera}:r:{track}:{}", kind.as_str_name()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn presence_events_fill_people_present_and_unique_people_once() {
+        let mut rows = Rows::default();
+        assert_eq!(rows.add_presence(&event(Kind::Enter, 7, "west", 1)).rows, 1);
+        assert_eq!(rows.add_presence(&event(Kind::Exit, 7, "west", 1)).rows, 1);
+        assert_eq!(
+            rows.add_presence(&event(Kind::Exit, 7, "west", 1))
+                .duplicates,
+            1
+        );
+        assert_eq!(
+            rows.add_presence(&event(Kind::Enter, 7, "east", 4)).rows,
+            0,
+            "known person, enter only"
+        );
+        let batches = rows.take_batches().unwrap();
+        let sizes: Vec<(&str, &str, usize)> = batches
+            .iter()
+            .map(|(t, d, b)| (t.name(), d.as_str(), b.num_rows()))
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![
+                ("people_present", "2023-11-14", 1),
+                ("unique_people", "2023-11-14", 1)
+            ]
+        );
+        assert_eq!(rows.pending(), 0);
+    }
+}

@@ -1,0 +1,322 @@
+//! ONNX Runtime inference: the person detector and the appearance embedder.
+//!
+//! Both own their input tensors and reuse them frame after frame; the only
+//! per-frame allocations are the outputs handed to the publisher.
+
+use std::path::Path;
+
+use ndarray::{Array4, Axis, Ix4};
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::TensorRef;
+use vision::bbox::BBox;
+use vision::letterbox::{RgbFrame, crop_resize_into, letterbox_into};
+use vision::nms::nms;
+use vision::yolo::{Candidate, DecodeParams, DetectorSpec, METADATA_KEY, decode_head};
+
+/// A model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    /// ONNX Runtime reported an error.
+    #[error("ONNX Runtime: {0}")]
+    Ort(String),
+    /// The library could not be loaded.
+    #[error("cannot load ONNX Runtime from {path}: {message}")]
+    Library {
+        /// Library path.
+        path: String,
+        /// Loader message.
+        message: String,
+    },
+    /// The model is not usable by this agent.
+    #[error("model {path}: {message}")]
+    Model {
+        /// Model path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn ort_err(e: impl std::fmt::Display) -> InferenceError {
+    InferenceError::Ort(e.to_string())
+}
+
+/// The process's ONNX Runtime environment: ONNX Runtime allows one per
+/// process, so the first call loads `library` and later calls share it.
+pub fn environment(library: &Path) -> Result<Environment, InferenceError> {
+    static ENVIRONMENT: std::sync::Mutex<Option<Environment>> = std::sync::Mutex::new(None);
+    let mut cached = ENVIRONMENT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(env) = cached.as_ref() {
+        return Ok(env.clone());
+    }
+    let lib_err = |e: &dyn std::fmt::Display| InferenceError::Library {
+        path: library.display().to_string(),
+        message: e.to_string(),
+    };
+    let builder = ort::init_from(library).map_err(|e| lib_err(&e))?;
+    let env = builder
+        .with_name("argus-edge")
+        .build()
+        .map_err(|e| lib_err(&e))?;
+    *cached = Some(env.clone());
+    Ok(env)
+}
+
+fn session(env: &Environment, model: &Path, threads: usize) -> Result<Session, InferenceError> {
+    let mut builder = Session::builder(env)
+        .map_err(ort_err)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(ort_err)?;
+    if threads > 0 {
+        builder = builder.with_intra_threads(threads).map_err(ort_err)?;
+    }
+    builder
+        .commit_from_file(model)
+        .map_err(|e| InferenceError::Model {
+            path: model.display().to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Detection settings.
+#[derive(Debug, Clone)]
+pub struct DetectionParams {
+    /// Minimum score.
+    pub score_threshold: f32,
+    /// NMS IoU threshold.
+    pub nms_iou_threshold: f32,
+    /// Classes kept.
+    pub classes: Vec<u32>,
+}
+
+/// A YOLO detector imported by `edge-agent model import-darknet`.
+pub struct Detector {
+    session: Session,
+    spec: DetectorSpec,
+    params: DetectionParams,
+    input: Array4<f32>,
+    model_id: String,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("model_id", &self.model_id)
+            .field("spec", &self.spec)
+            .finish()
+    }
+}
+
+impl Detector {
+    /// Loads the model and reads its [`DetectorSpec`] from the ONNX metadata.
+    pub fn load(
+        env: &Environment,
+        model: &Path,
+        params: DetectionParams,
+        threads: usize,
+    ) -> Result<Self, InferenceError> {
+        let session = session(env, model, threads)?;
+        let bad = |message: String| InferenceError::Model {
+            path: model.display().to_string(),
+            message,
+        };
+        let text = session
+            .metadata()
+            .map_err(ort_err)?
+            .custom(METADATA_KEY)
+            .ok_or_else(|| {
+                bad(format!(
+                    "no `{METADATA_KEY}` metadata; import it with `edge-agent model import-darknet`"
+                ))
+            })?;
+        let spec: DetectorSpec = text
+            .parse()
+            .map_err(|e: vision::yolo::SpecError| bad(e.to_string()))?;
+        for head in &spec.heads {
+            if !session.outputs().iter().any(|o| o.name() == head.output) {
+                return Err(bad(format!(
+                    "metadata names output {:?} that the graph lacks",
+                    head.output
+                )));
+            }
+        }
+        let stem = model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let model_id = format!("{stem}@{}x{}", spec.input_width, spec.input_height);
+        let input = Array4::from_elem(
+            (1, 3, spec.input_height as usize, spec.input_width as usize),
+            0.5,
+        );
+        Ok(Detector {
+            session,
+            spec,
+            params,
+            input,
+            model_id,
+        })
+    }
+
+    /// `<file stem>@<W>x<H>`, written into every message.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// Detects objects of the configured classes; boxes in frame pixels,
+    /// clipped to the frame, best first.
+    pub fn detect(&mut self, frame: &RgbFrame<'_>) -> Result<Vec<Candidate>, InferenceError> {
+        let geometry = letterbox_into(frame, self.input.index_axis_mut(Axis(0), 0));
+        let tensor = TensorRef::from_array_view(self.input.view()).map_err(ort_err)?;
+        let outputs = self
+            .session
+            .run(ort::inputs!["images" => tensor])
+            .map_err(ort_err)?;
+        let params = DecodeParams {
+            score_threshold: self.params.score_threshold,
+            classes: Some(&self.params.classes),
+        };
+        let mut candidates = Vec::new();
+        for head in &self.spec.heads {
+            let Some(value) = outputs.get(&head.output) else {
+                return Err(InferenceError::Ort(format!(
+                    "output {} missing",
+                    head.output
+                )));
+            };
+            let array = value.try_extract_array::<f32>().map_err(ort_err)?;
+            let array = array.into_dimensionality::<Ix4>().map_err(ort_err)?;
+            decode_head(
+                &self.spec,
+                head,
+                array.index_axis(Axis(0), 0),
+                params,
+                &mut candidates,
+            )
+            .map_err(ort_err)?;
+        }
+        let (w, h) = (frame.width as f32, frame.height as f32);
+        Ok(nms(candidates, self.params.nms_iou_threshold)
+            .into_iter()
+            .filter_map(|c| {
+                Some(Candidate {
+                    bbox: geometry.to_source(c.bbox).clip(w, h)?,
+                    ..c
+                })
+            })
+            .collect())
+    }
+}
+
+/// ImageNet normalisation the embedder was trained with.
+const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// The appearance embedder: one batched call per frame for all crops.
+pub struct Embedder {
+    session: Session,
+    input: Array4<f32>,
+    height: usize,
+    width: usize,
+    embedder_id: String,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("embedder_id", &self.embedder_id)
+            .finish()
+    }
+}
+
+impl Embedder {
+    /// Loads the model for `height x width` crops.
+    pub fn load(
+        env: &Environment,
+        model: &Path,
+        height: usize,
+        width: usize,
+        threads: usize,
+    ) -> Result<Self, InferenceError> {
+        let session = session(env, model, threads)?;
+        let stem = model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Embedder {
+            session,
+            input: Array4::zeros((0, 3, height, width)),
+            height,
+            width,
+            embedder_id: format!("{stem}@{height}x{width}"),
+        })
+    }
+
+    /// `<file stem>@<H>x<W>`.
+    pub fn embedder_id(&self) -> &str {
+        &self.embedder_id
+    }
+
+    /// L2-normalised embeddings of the `boxes` crops of `frame`, in order.
+    pub fn embed(
+        &mut self,
+        frame: &RgbFrame<'_>,
+        boxes: &[BBox],
+    ) -> Result<Vec<Vec<f32>>, InferenceError> {
+        if boxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.input.len_of(Axis(0)) < boxes.len() {
+            // Grows to the busiest frame seen, then stays.
+            self.input = Array4::zeros((boxes.len(), 3, self.height, self.width));
+        }
+        for (i, bbox) in boxes.iter().enumerate() {
+            crop_resize_into(
+                frame,
+                *bbox,
+                self.input.index_axis_mut(Axis(0), i),
+                MEAN,
+                STD,
+            );
+        }
+        let batch = self.input.slice(ndarray::s![..boxes.len(), .., .., ..]);
+        let tensor = TensorRef::from_array_view(batch).map_err(ort_err)?;
+        let outputs = self
+            .session
+            .run(ort::inputs!["images" => tensor])
+            .map_err(ort_err)?;
+        let array = outputs[0].try_extract_array::<f32>().map_err(ort_err)?;
+        let rows = array
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(ort_err)?;
+        Ok(rows
+            .outer_iter()
+            .map(|row| l2_normalise(row.iter().copied()))
+            .collect())
+    }
+}
+
+/// Unit-length copy; all zeros (not NaN) when the norm is zero or not finite.
+fn l2_normalise(values: impl Iterator<Item = f32> + Clone) -> Vec<f32> {
+    let norm = values.clone().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        values.map(|v| v / norm).collect()
+    } else {
+        values.map(|_| 0.0).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::l2_normalise;
+
+    #[test]
+    fn normalisation_gives_unit_length_and_never_nan() {
+        let v = l2_normalise([3.0f32, 4.0].into_iter());
+        assert_eq!(v, vec![0.6, 0.8]);
+        assert_eq!(l2_normalise([0.0f32, 0.0].into_iter()), vec![0.0, 0.0]);
+        assert_eq!(l2_normalise([f32::NAN, 1.0].into_iter()), vec![0.0, 0.0]);
+    }
+}

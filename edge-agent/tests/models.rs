@@ -1,0 +1,134 @@
+//! The real models on real images: needs the assets from `scripts/setup.sh`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use edge_agent::config::{CameraConfig, OnEos};
+use edge_agent::inference::{self, DetectionParams, Detector, Embedder};
+use edge_agent::queue::{FrameQueue, Next};
+use edge_agent::source::{self, CameraStats};
+use vision::letterbox::RgbFrame;
+
+fn asset(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ARGUS_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/argus/assets")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash scripts/setup.sh` first",
+        path.display()
+    );
+    path
+}
+
+fn person_jpg() -> image::RgbImage {
+    image::open(asset("darknet/data/person.jpg"))
+        .unwrap()
+        .to_rgb8()
+}
+
+#[test]
+fn yolov3_tiny_finds_the_person_in_person_jpg_and_embeddings_separate_crops() {
+    let env = inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap();
+    let params = DetectionParams {
+        score_threshold: 0.3,
+        nms_iou_threshold: 0.45,
+        classes: vec![0],
+    };
+    let mut detector = Detector::load(&env, &asset("yolov3-tiny.onnx"), params, 0).unwrap();
+    assert_eq!(detector.model_id(), "yolov3-tiny@416x416");
+    let img = person_jpg();
+    let (w, h) = img.dimensions();
+    let frame = RgbFrame::new(img.as_raw(), w as usize, h as usize, 3 * w as usize).unwrap();
+    let people = detector.detect(&frame).unwrap();
+    assert!(!people.is_empty(), "no person found in person.jpg");
+    let best = people[0];
+    assert_eq!(best.class_id, 0);
+    assert!(best.score > 0.5, "best person score {}", best.score);
+    // darknet's person.jpg (640x424): the standing person occupies the middle
+    // of the frame, taller than wide.
+    let b = best.bbox;
+    assert!(b.h > b.w && b.h > 0.5 * h as f32, "person box {b:?}");
+    assert!(
+        b.x >= 0.0 && b.y >= 0.0 && b.x + b.w <= w as f32 + 0.01 && b.y + b.h <= h as f32 + 0.01
+    );
+
+    let mut embedder =
+        Embedder::load(&env, &asset("mobilenetv2-embedder.onnx"), 128, 64, 0).unwrap();
+    let shifted = vision::bbox::BBox {
+        x: b.x + 3.0,
+        y: b.y + 3.0,
+        ..b
+    };
+    let elsewhere = vision::bbox::BBox {
+        x: 0.0,
+        y: 0.0,
+        w: b.w.min(w as f32 / 4.0),
+        h: b.h.min(h as f32 / 3.0),
+    };
+    let e = embedder.embed(&frame, &[b, shifted, elsewhere]).unwrap();
+    assert_eq!(e.len(), 3);
+    assert_eq!(e[0].len(), 1280);
+    let norm: f32 = e[0].iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4);
+    let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let same = cos(&e[0], &e[1]);
+    let different = cos(&e[0], &e[2]);
+    assert!(
+        same > 0.9,
+        "a 3-pixel shift of the same crop: cosine {same}"
+    );
+    assert!(
+        same > different + 0.1,
+        "same {same} vs background {different}"
+    );
+}
+
+#[test]
+fn a_file_camera_delivers_every_frame_then_ends() {
+    let camera = CameraConfig {
+        id: "file".into(),
+        url: format!("file://{}", asset("vtest.avi").display()),
+        max_fps: 0.0,
+        rtsp_tcp: true,
+        on_eos: Some(OnEos::Stop),
+    };
+    let queue = Arc::new(FrameQueue::new(1));
+    let stats = Arc::new(CameraStats::default());
+    let stop = AtomicBool::new(false);
+    let source = {
+        let (queue, stats) = (Arc::clone(&queue), Arc::clone(&stats));
+        std::thread::spawn(move || source::run_camera(0, &camera, &queue, &stats, &stop, &|_| {}))
+    };
+    let mut frames = 0u64;
+    let mut last_ts = i64::MIN;
+    loop {
+        match queue.next() {
+            Next::Frame(f) => {
+                assert_eq!((f.width, f.height), (768, 576));
+                assert_eq!(f.seq, frames, "sequence numbers have no gaps for a file");
+                assert!(f.capture_ts_us > last_ts);
+                last_ts = f.capture_ts_us;
+                frames += 1;
+            }
+            Next::Ended(0) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    source.join().unwrap();
+    assert_eq!(
+        frames, 795,
+        "vtest.avi has 795 frames; a file source waits instead of dropping"
+    );
+    assert_eq!(
+        stats
+            .frames_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(stats.state().0, schemas::v1::camera_health::State::Ended);
+}

@@ -1,0 +1,132 @@
+//! Arrow schemas of the Parquet tables written by the aggregator.
+//!
+//! These are the single source of truth: the aggregator builds its record
+//! batches against them and registers its SQL tables with them, and analysts
+//! read the same column names in `README.md`.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Microsecond timestamps in UTC, the unit of every time on the wire.
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// A table the aggregator writes: its name (also its directory) and schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// `people_present(person_id, camera_id, enter, exit, ...)`: one row per
+    /// closed presence interval of a global person at a camera.
+    PeoplePresent,
+    /// `unique_people(id, first_seen, first_camera)`: one row per global person.
+    UniquePeople,
+    /// `frames(camera_id, frame_seq, ts, persons, ...)`: one row per analysed frame.
+    Frames,
+    /// `camera_health(camera_id, state, ts, ...)`: every health report.
+    CameraHealth,
+    /// `alerts(alert_id, rule, severity, camera_id, ...)`: every alert event.
+    Alerts,
+}
+
+impl Table {
+    /// Every table, in a stable order.
+    pub const ALL: [Table; 5] = [
+        Table::PeoplePresent,
+        Table::UniquePeople,
+        Table::Frames,
+        Table::CameraHealth,
+        Table::Alerts,
+    ];
+
+    /// SQL name and directory name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Table::PeoplePresent => "people_present",
+            Table::UniquePeople => "unique_people",
+            Table::Frames => "frames",
+            Table::CameraHealth => "camera_health",
+            Table::Alerts => "alerts",
+        }
+    }
+
+    /// The table's Arrow schema.
+    pub fn schema(self) -> SchemaRef {
+        let fields = match self {
+            Table::PeoplePresent => vec![
+                Field::new("person_id", DataType::UInt64, false),
+                Field::new("camera_id", DataType::Utf8, false),
+                Field::new("enter", ts(), false),
+                Field::new("exit", ts(), false),
+                Field::new("track_id", DataType::UInt64, false),
+                Field::new("detections", DataType::UInt32, false),
+                Field::new("mean_score", DataType::Float32, false),
+                Field::new("event_id", DataType::Utf8, false),
+            ],
+            Table::UniquePeople => vec![
+                Field::new("id", DataType::UInt64, false),
+                Field::new("first_seen", ts(), false),
+                Field::new("first_camera", DataType::Utf8, false),
+            ],
+            Table::Frames => vec![
+                Field::new("camera_id", DataType::Utf8, false),
+                Field::new("frame_seq", DataType::UInt64, false),
+                Field::new("ts", ts(), false),
+                Field::new("persons", DataType::UInt32, false),
+                Field::new("frame_width", DataType::UInt32, false),
+                Field::new("frame_height", DataType::UInt32, false),
+                Field::new("model_id", DataType::Utf8, false),
+            ],
+            Table::CameraHealth => vec![
+                Field::new("camera_id", DataType::Utf8, false),
+                Field::new("state", DataType::Utf8, false),
+                Field::new("since", ts(), false),
+                Field::new("ts", ts(), false),
+                Field::new("frames_in", DataType::UInt64, false),
+                Field::new("frames_analysed", DataType::UInt64, false),
+                Field::new("frames_dropped", DataType::UInt64, false),
+                Field::new("detail", DataType::Utf8, false),
+            ],
+            Table::Alerts => vec![
+                Field::new("alert_id", DataType::Utf8, false),
+                Field::new("rule", DataType::Utf8, false),
+                Field::new("severity", DataType::Utf8, false),
+                Field::new("camera_id", DataType::Utf8, false),
+                Field::new("person_ids", DataType::Utf8, false),
+                Field::new("ts", ts(), false),
+                Field::new("message", DataType::Utf8, false),
+                Field::new("closed", DataType::Boolean, false),
+            ],
+        };
+        Arc::new(Schema::new(fields))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_columns_lead_the_people_tables() {
+        let names = |t: Table| {
+            t.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(Table::PeoplePresent)[..4],
+            ["person_id", "camera_id", "enter", "exit"]
+        );
+        assert_eq!(names(Table::UniquePeople)[0], "id");
+    }
+
+    #[test]
+    fn table_names_are_unique() {
+        let mut names: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Table::ALL.len());
+    }
+}

@@ -1,0 +1,27 @@
+//! Kafka topic names and keys.
+//!
+//! Every message is keyed by its camera id, so all messages of one camera land
+//! in one partition (ordered) and tracker instances can scale out by partition.
+
+/// Per-frame detections from the edge agents ([`crate::v1::FrameDetections`]).
+pub const DETECTIONS: &str = "argus.detections.v1";
+/// Presence intervals from the tracker ([`crate::v1::PresenceEvent`]).
+pub const PRESENCE: &str = "argus.presence.v1";
+/// Anomaly alerts ([`crate::v1::Alert`]).
+pub const ALERTS: &str = "argus.alerts.v1";
+/// Camera health reports from the edge agents ([`crate::v1::CameraHealth`]).
+pub const CAMERA_HEALTH: &str = "argus.camera-health.v1";
+
+/// Every topic with its default partition count, for brokers that do not
+/// create topics on demand.
+pub const ALL: [(&str, i32); 4] = [
+    (DETECTIONS, 4),
+    (PRESENCE, 4),
+    (ALERTS, 1),
+    (CAMERA_HEALTH, 1),
+];
+
+/// The message key of everything a camera produces.
+pub fn key(camera_id: &str) -> &[u8] {
+    camera_id.as_bytes()
+}

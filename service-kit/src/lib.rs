@@ -1,0 +1,15 @@
+//! Plumbing shared by the Argus services, so that every service starts,
+//! configures itself, talks to Kafka and stops the same way.
+//!
+//! # Layout
+//! - [`shutdown`]: the one shutdown story: a signal future handed to each
+//!   service's `run(config, shutdown)`, fanned out to its tasks.
+//! - [`config`]: loading a service's TOML file with every error reported.
+//! - [`kafka`]: client settings, producer and consumer construction, and the
+//!   drain-to-watermark used on shutdown.
+//! - [`logging`]: `tracing` set-up for binaries.
+
+pub mod config;
+pub mod kafka;
+pub mod logging;
+pub mod shutdown;

@@ -1,0 +1,301 @@
+//! Frame to tensor resampling: letterboxing for the detector and crop
+//! resizing for the embedder, both bilinear, written straight into a
+//! caller-owned `[3, H, W]` tensor view (no intermediate image).
+
+use ndarray::ArrayViewMut3;
+
+use crate::bbox::BBox;
+
+/// A packed RGB24 frame borrowed from the decoder.
+#[derive(Debug, Clone, Copy)]
+pub struct RgbFrame<'a> {
+    /// Pixel bytes, row after row.
+    pub data: &'a [u8],
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Bytes from one row to the next (at least `3 * width`).
+    pub stride: usize,
+}
+
+/// A frame whose buffer does not match its declared geometry.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("frame {width}x{height} (stride {stride}) needs {needed} bytes, buffer has {len}")]
+pub struct FrameError {
+    width: usize,
+    height: usize,
+    stride: usize,
+    needed: usize,
+    len: usize,
+}
+
+impl<'a> RgbFrame<'a> {
+    /// Checks that `data` holds the whole frame.
+    pub fn new(
+        data: &'a [u8],
+        width: usize,
+        height: usize,
+        stride: usize,
+    ) -> Result<Self, FrameError> {
+        let needed = if width == 0 || height == 0 {
+            0
+        } else {
+            stride * (height - 1) + 3 * width
+        };
+        if width == 0 || height == 0 || stride < 3 * width || data.len() < needed {
+            return Err(FrameError {
+                width,
+                height,
+                stride,
+                needed,
+                len: data.len(),
+            });
+        }
+        Ok(RgbFrame {
+            data,
+            width,
+            height,
+            stride,
+        })
+    }
+
+    fn pixel(&self, x: usize, y: usize, c: usize) -> f32 {
+        f32::from(self.data[y * self.stride + x * 3 + c])
+    }
+}
+
+/// The geometry of a letterbox: source pixels map to `source * scale + pad`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    /// Uniform scale from source to network pixels.
+    pub scale: f32,
+    /// Horizontal padding in network pixels.
+    pub pad_x: f32,
+    /// Vertical padding in network pixels.
+    pub pad_y: f32,
+}
+
+impl Letterbox {
+    /// Fits a `src_w x src_h` frame into `dst_w x dst_h`, keeping the aspect ratio, centred.
+    pub fn fit(src_w: usize, src_h: usize, dst_w: usize, dst_h: usize) -> Self {
+        let scale = (dst_w as f32 / src_w.max(1) as f32).min(dst_h as f32 / src_h.max(1) as f32);
+        let pad_x = ((dst_w as f32 - src_w as f32 * scale) / 2.0).floor();
+        let pad_y = ((dst_h as f32 - src_h as f32 * scale) / 2.0).floor();
+        Letterbox {
+            scale,
+            pad_x,
+            pad_y,
+        }
+    }
+
+    /// Maps a box from network pixels back to source pixels.
+    pub fn to_source(&self, b: BBox) -> BBox {
+        BBox {
+            x: (b.x - self.pad_x) / self.scale,
+            y: (b.y - self.pad_y) / self.scale,
+            w: b.w / self.scale,
+            h: b.h / self.scale,
+        }
+    }
+}
+
+/// Grey used by darknet for letterbox padding.
+pub const PAD_VALUE: f32 = 0.5;
+
+/// Letterboxes `frame` into `dst` (`[3, H, W]`, RGB in [0, 1], padding
+/// [`PAD_VALUE`]) and returns the geometry for mapping boxes back.
+pub fn letterbox_into(frame: &RgbFrame<'_>, mut dst: ArrayViewMut3<'_, f32>) -> Letterbox {
+    let (_, dst_h, dst_w) = dst.dim();
+    let lb = Letterbox::fit(frame.width, frame.height, dst_w, dst_h);
+    dst.fill(PAD_VALUE);
+    let inner_w = ((frame.width as f32 * lb.scale).round() as usize).min(dst_w - lb.pad_x as usize);
+    let inner_h =
+        ((frame.height as f32 * lb.scale).round() as usize).min(dst_h - lb.pad_y as usize);
+    let source = BBox {
+        x: 0.0,
+        y: 0.0,
+        w: frame.width as f32,
+        h: frame.height as f32,
+    };
+    let target = Target {
+        x: lb.pad_x as usize,
+        y: lb.pad_y as usize,
+        w: inner_w,
+        h: inner_h,
+    };
+    resample(frame, source, &mut dst, target, |_, v| v / 255.0);
+    lb
+}
+
+/// Resizes the `region` of `frame` to fill `dst` (`[3, H, W]`), normalising
+/// each channel as `(v / 255 - mean) / std` (ImageNet-style). The region is
+/// clipped to the frame; an empty region leaves `dst` at the normalised zero.
+pub fn crop_resize_into(
+    frame: &RgbFrame<'_>,
+    region: BBox,
+    mut dst: ArrayViewMut3<'_, f32>,
+    mean: [f32; 3],
+    std: [f32; 3],
+) {
+    let (_, dst_h, dst_w) = dst.dim();
+    let Some(region) = region.clip(frame.width as f32, frame.height as f32) else {
+        for c in 0..3 {
+            dst.index_axis_mut(ndarray::Axis(0), c)
+                .fill(-mean[c] / std[c]);
+        }
+        return;
+    };
+    let target = Target {
+        x: 0,
+        y: 0,
+        w: dst_w,
+        h: dst_h,
+    };
+    resample(frame, region, &mut dst, target, |c, v| {
+        (v / 255.0 - mean[c]) / std[c]
+    });
+}
+
+/// The rectangle of the destination tensor that receives the resampled region.
+struct Target {
+    x: usize,
+    y: usize,
+    w: usize,
+    h: usize,
+}
+
+/// Bilinear resampling of `source` (frame pixels) into `target` of `dst`,
+/// with pixel-centre alignment, `map` applied per channel.
+fn resample(
+    frame: &RgbFrame<'_>,
+    source: BBox,
+    dst: &mut ArrayViewMut3<'_, f32>,
+    target: Target,
+    map: impl Fn(usize, f32) -> f32,
+) {
+    if target.w == 0 || target.h == 0 {
+        return;
+    }
+    let sx = source.w / target.w as f32;
+    let sy = source.h / target.h as f32;
+    let max_x = (frame.width - 1) as f32;
+    let max_y = (frame.height - 1) as f32;
+    for ty in 0..target.h {
+        let fy = (source.y + (ty as f32 + 0.5) * sy - 0.5).clamp(0.0, max_y);
+        let y0 = fy as usize;
+        let y1 = (y0 + 1).min(frame.height - 1);
+        let wy = fy - y0 as f32;
+        for tx in 0..target.w {
+            let fx = (source.x + (tx as f32 + 0.5) * sx - 0.5).clamp(0.0, max_x);
+            let x0 = fx as usize;
+            let x1 = (x0 + 1).min(frame.width - 1);
+            let wx = fx - x0 as f32;
+            for c in 0..3 {
+                let top = frame.pixel(x0, y0, c) * (1.0 - wx) + frame.pixel(x1, y0, c) * wx;
+                let bottom = frame.pixel(x0, y1, c) * (1.0 - wx) + frame.pixel(x1, y1, c) * wx;
+                dst[[c, target.y + ty, target.x + tx]] = map(c, top * (1.0 - wy) + bottom * wy);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array3;
+
+    use super::*;
+
+    #[test]
+    fn wide_frame_is_padded_top_and_bottom_and_boxes_map_back() {
+        // 8x4 frame into 8x8: scale 1, 2 rows of padding above and below.
+        let data: Vec<u8> = (0..8 * 4).flat_map(|i| [i as u8 * 4, 100, 200]).collect();
+        let frame = RgbFrame::new(&data, 8, 4, 24).unwrap();
+        let mut t = Array3::<f32>::zeros((3, 8, 8));
+        let lb = letterbox_into(&frame, t.view_mut());
+        assert_eq!(
+            lb,
+            Letterbox {
+                scale: 1.0,
+                pad_x: 0.0,
+                pad_y: 2.0
+            }
+        );
+        assert_eq!(t[[0, 0, 0]], PAD_VALUE);
+        assert_eq!(t[[1, 7, 7]], PAD_VALUE);
+        assert!(
+            (t[[0, 2, 3]] - 12.0 / 255.0).abs() < 1e-6,
+            "pixel (3,0) red = 3*4"
+        );
+        assert!((t[[2, 5, 7]] - 200.0 / 255.0).abs() < 1e-6);
+        let back = lb.to_source(BBox {
+            x: 2.0,
+            y: 3.0,
+            w: 4.0,
+            h: 2.0,
+        });
+        assert_eq!(
+            back,
+            BBox {
+                x: 2.0,
+                y: 1.0,
+                w: 4.0,
+                h: 2.0
+            }
+        );
+    }
+
+    #[test]
+    fn downscale_averages_neighbours() {
+        // 4x2 frame of alternating columns 0 / 200 halved to 2x1: bilinear at centres gives 100.
+        let data: Vec<u8> = (0..8)
+            .flat_map(|i| {
+                if i % 2 == 0 {
+                    [0, 0, 0]
+                } else {
+                    [200, 200, 200]
+                }
+            })
+            .collect();
+        let frame = RgbFrame::new(&data, 4, 2, 12).unwrap();
+        let mut t = Array3::<f32>::zeros((3, 1, 2));
+        crop_resize_into(
+            &frame,
+            BBox {
+                x: 0.0,
+                y: 0.0,
+                w: 4.0,
+                h: 2.0,
+            },
+            t.view_mut(),
+            [0.0; 3],
+            [1.0; 3],
+        );
+        assert!(
+            (t[[0, 0, 0]] - 100.0 / 255.0).abs() < 1e-5,
+            "{}",
+            t[[0, 0, 0]]
+        );
+    }
+
+    #[test]
+    fn short_buffers_and_empty_crops_are_handled() {
+        assert!(RgbFrame::new(&[0; 10], 4, 2, 12).is_err());
+        let data = [255u8; 12];
+        let frame = RgbFrame::new(&data, 2, 2, 6).unwrap();
+        let mut t = Array3::<f32>::zeros((3, 2, 2));
+        crop_resize_into(
+            &frame,
+            BBox {
+                x: 50.0,
+                y: 50.0,
+                w: 4.0,
+                h: 4.0,
+            },
+            t.view_mut(),
+            [0.5; 3],
+            [0.25; 3],
+        );
+        assert!(t.iter().all(|&v| (v + 2.0).abs() < 1e-6));
+    }
+}
