@@ -2,7 +2,8 @@
 # One-time (and idempotent) set-up of everything Argus needs on a fresh Debian
 # bookworm machine: Debian packages, the ONNX Runtime shared library, the demo
 # video, the darknet data files, the model weights (converted to ONNX by the
-# project's own code) and the Rust build.
+# project's own code), the tracking ground truth (py-motmetrics' TUD fixtures)
+# and the Rust build.
 #
 # Everything downloaded comes from Debian apt or PyPI and is checked against a
 # pinned SHA-256. Re-runs only verify what is already there.
@@ -10,6 +11,7 @@
 # Environment:
 #   ARGUS_CACHE  where downloads and converted models live (default ~/.cache/argus)
 #   ARGUS_SKIP_BUILD=1  skip the cargo build (used by scripts that build themselves)
+#   ARGUS_EXTRA_APT_PACKAGES  more Debian packages to install (space-separated)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,6 +44,9 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp gstreamer1.0-tools
 )
+# Callers that need more (e.g. scripts/bench-tracker.sh) name them here.
+read -r -a EXTRA_APT <<< "${ARGUS_EXTRA_APT_PACKAGES:-}"
+APT_PACKAGES+=("${EXTRA_APT[@]}")
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -137,6 +142,20 @@ if ! have "$MOBILENET_PT" "$MOBILENET_PT_SHA"; then
   verify "$MOBILENET_PT" "$MOBILENET_PT_SHA"
 fi
 
+# Tracking ground truth and the evaluator's oracle: TUD-Campus and
+# TUD-Stadtmitte (gt.txt, test.txt) from py-motmetrics' test data.
+MOTMETRICS_DIR="$ASSETS/motmetrics"
+if [ ! -f "$MOTMETRICS_DIR/.complete" ]; then
+  fetch_pypi motmetrics==1.4.0 motmetrics-1.4.0-py3-none-any.whl \
+    cd4d691bd787360f1cd0a2127fe8a14d0646fb2912b344a9498719e132b25738
+  rm -rf "$MOTMETRICS_DIR" && mkdir -p "$MOTMETRICS_DIR"
+  for seq in TUD-Campus TUD-Stadtmitte; do
+    unzip -o -j -q "$DL/motmetrics-1.4.0-py3-none-any.whl" \
+      "motmetrics/data/$seq/gt.txt" "motmetrics/data/$seq/test.txt" -d "$MOTMETRICS_DIR/$seq"
+  done
+  touch "$MOTMETRICS_DIR/.complete"
+fi
+
 # ---------------------------------------------------------------- python (one-off conversion only)
 VENV="$CACHE/venv"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import numpy, onnx' 2>/dev/null; then
@@ -166,8 +185,7 @@ if [ ! -f "$DETECTOR_ONNX" ] || [ "$YOLO_WEIGHTS" -nt "$DETECTOR_ONNX" ]; then
   log "importing yolov3-tiny (darknet) into ONNX"
   [ -x "${CARGO_TARGET_DIR:-$ROOT/target}/debug/edge-agent" ] || die "target/debug/edge-agent is not built (ARGUS_SKIP_BUILD=1?)"
   ("${CARGO_TARGET_DIR:-$ROOT/target}/debug/edge-agent" model import-darknet \
-     --cfg "$DARKNET_DIR/cfg/yolov3-tiny.cfg" --weights "$YOLO_WEIGHTS" --output "$DETECTOR_ONNX.tmp")
-  mv "$DETECTOR_ONNX.tmp" "$DETECTOR_ONNX"
+     --cfg "$DARKNET_DIR/cfg/yolov3-tiny.cfg" --weights "$YOLO_WEIGHTS" --output "$DETECTOR_ONNX")
 fi
 
 cat > "$CACHE/env.sh" <<EOF

@@ -7,6 +7,10 @@
 pub const DETECTIONS: &str = "argus.detections.v1";
 /// Presence intervals from the tracker ([`crate::v1::PresenceEvent`]).
 pub const PRESENCE: &str = "argus.presence.v1";
+/// Global person id merges from the tracker ([`crate::v1::IdMerge`]).
+pub const IDENTITY: &str = "argus.identity.v1";
+/// Per-camera track summaries from the tracker ([`crate::v1::TrackSummary`]).
+pub const TRACKS: &str = "argus.tracks.v1";
 /// Anomaly alerts ([`crate::v1::Alert`]).
 pub const ALERTS: &str = "argus.alerts.v1";
 /// Camera health reports from the edge agents ([`crate::v1::CameraHealth`]).
@@ -14,9 +18,11 @@ pub const CAMERA_HEALTH: &str = "argus.camera-health.v1";
 
 /// Every topic with its default partition count, for brokers that do not
 /// create topics on demand.
-pub const ALL: [(&str, i32); 4] = [
+pub const ALL: [(&str, i32); 6] = [
     (DETECTIONS, 4),
     (PRESENCE, 4),
+    (IDENTITY, 1),
+    (TRACKS, 4),
     (ALERTS, 1),
     (CAMERA_HEALTH, 1),
 ];

@@ -3,7 +3,7 @@
 use prost::Message;
 
 use crate::SCHEMA_VERSION;
-use crate::v1::{Alert, CameraHealth, FrameDetections, PresenceEvent};
+use crate::v1::{Alert, CameraHealth, FrameDetections, IdMerge, PresenceEvent, TrackSummary};
 
 /// Why a payload could not be turned into a message.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,8 @@ wire_message!(FrameDetections, "FrameDetections");
 wire_message!(PresenceEvent, "PresenceEvent");
 wire_message!(Alert, "Alert");
 wire_message!(CameraHealth, "CameraHealth");
+wire_message!(IdMerge, "IdMerge");
+wire_message!(TrackSummary, "TrackSummary");
 
 /// Decodes a payload and rejects versions newer than [`SCHEMA_VERSION`].
 /// Version 0 (field absent) is accepted as the oldest version.

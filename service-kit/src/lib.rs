@@ -8,8 +8,10 @@
 //! - [`kafka`]: client settings, producer and consumer construction, and the
 //!   drain-to-watermark used on shutdown.
 //! - [`logging`]: `tracing` set-up for binaries.
+//! - [`metrics`]: Prometheus registry and the `/metrics` + `/healthz` endpoint.
 
 pub mod config;
 pub mod kafka;
 pub mod logging;
+pub mod metrics;
 pub mod shutdown;

@@ -1,13 +1,14 @@
 //! The tracker's TOML configuration.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use mot::deep_sort::DeepSortParams;
+use mot::reid::ReidParams;
 use serde::Deserialize;
 use service_kit::config::{ConfigError, Problems};
 use service_kit::kafka::KafkaSettings;
 
-use crate::association::TrackingParams;
-use crate::reid::ReidParams;
+use crate::engine::EngineParams;
 
 /// Everything the tracker needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,10 +22,26 @@ pub struct TrackerConfig {
     /// Seconds allowed on shutdown to finish reading what was already written.
     #[serde(default = "default_drain_s")]
     pub drain_timeout_s: f64,
-    /// Per-camera tracking.
+    /// Directory of the checkpoint (tracks, gallery, id allocator and the
+    /// offsets they cover). Without it the tracker keeps no state across
+    /// restarts: ids start again and open tracks are ended on shutdown.
     #[serde(default)]
-    pub tracking: TrackingParams,
-    /// Cross-camera re-identification.
+    pub state_dir: Option<PathBuf>,
+    /// Seconds between checkpoints (offsets are committed with each one).
+    #[serde(default = "default_checkpoint_s")]
+    pub checkpoint_interval_s: f64,
+    /// Stream seconds without frames after which a camera's tracks end (the
+    /// camera was blind or gone).
+    #[serde(default = "default_camera_gap_s")]
+    pub camera_gap_s: f64,
+    /// Address of the Prometheus `/metrics` and `/healthz` endpoint; none
+    /// disables it.
+    #[serde(default)]
+    pub metrics_address: Option<String>,
+    /// Deep SORT, per camera.
+    #[serde(default)]
+    pub tracking: DeepSortParams,
+    /// Cross-camera re-identification and the camera topology.
     #[serde(default)]
     pub reid: ReidParams,
 }
@@ -36,6 +53,14 @@ fn default_group() -> String {
 const fn default_drain_s() -> f64 {
     30.0
 }
+/// A restart replays at most this much input (the detections since the last checkpoint).
+const fn default_checkpoint_s() -> f64 {
+    10.0
+}
+/// Well above Deep SORT's max_age at the frame rates edge agents analyse (2–10 fps).
+const fn default_camera_gap_s() -> f64 {
+    30.0
+}
 
 impl TrackerConfig {
     /// Defaults for everything but the broker.
@@ -44,7 +69,11 @@ impl TrackerConfig {
             kafka,
             group_id: default_group(),
             drain_timeout_s: default_drain_s(),
-            tracking: TrackingParams::default(),
+            state_dir: None,
+            checkpoint_interval_s: default_checkpoint_s(),
+            camera_gap_s: default_camera_gap_s(),
+            metrics_address: None,
+            tracking: DeepSortParams::default(),
             reid: ReidParams::default(),
         }
     }
@@ -57,10 +86,18 @@ impl TrackerConfig {
         Ok(config)
     }
 
+    /// The engine's share of the configuration.
+    pub fn engine_params(&self) -> EngineParams {
+        EngineParams {
+            tracking: self.tracking.clone(),
+            reid: self.reid.clone(),
+            camera_gap_s: self.camera_gap_s,
+        }
+    }
+
     /// Checks every field and reports all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut p = Problems::default();
-        let t = &self.tracking;
         p.check(!self.kafka.bootstrap_servers.trim().is_empty(), || {
             "kafka.bootstrap_servers is empty".into()
         });
@@ -68,26 +105,23 @@ impl TrackerConfig {
         p.check(self.drain_timeout_s >= 0.0, || {
             "drain_timeout_s must be >= 0".into()
         });
-        p.check(t.n_init >= 1, || "tracking.n_init must be >= 1".into());
-        p.check(t.max_age_s > 0.0, || {
-            "tracking.max_age_s must be > 0".into()
+        p.check(self.checkpoint_interval_s > 0.0, || {
+            "checkpoint_interval_s must be > 0".into()
         });
-        p.check((0.0..=1.0).contains(&t.min_iou), || {
-            "tracking.min_iou must be in [0, 1]".into()
+        p.check(self.camera_gap_s > 0.0, || {
+            "camera_gap_s must be > 0".into()
         });
-        p.check((-1.0..=1.0).contains(&t.min_appearance), || {
-            "tracking.min_appearance must be in [-1, 1]".into()
-        });
-        p.check((0.0..=1.0).contains(&t.iou_weight), || {
-            "tracking.iou_weight must be in [0, 1]".into()
-        });
-        p.check((-1.0..=1.0).contains(&self.reid.threshold), || {
-            "reid.threshold must be in [-1, 1]".into()
-        });
-        p.check(self.reid.ttl_s > 0.0, || "reid.ttl_s must be > 0".into());
-        p.check(self.reid.max_entries > 0, || {
-            "reid.max_entries must be > 0".into()
-        });
+        if let Some(address) = &self.metrics_address {
+            p.check(address.parse::<std::net::SocketAddr>().is_ok(), || {
+                format!("metrics_address {address:?} is not an address like 0.0.0.0:9102")
+            });
+        }
+        for problem in self.tracking.validate("tracking.") {
+            p.check(false, || problem);
+        }
+        for problem in self.reid.validate() {
+            p.check(false, || format!("reid: {problem}"));
+        }
         p.finish()
     }
 }
@@ -101,24 +135,33 @@ mod tests {
         let config: TrackerConfig =
             toml::from_str(include_str!("../../deploy/config/tracker.toml")).unwrap();
         config.validate().unwrap();
-        assert_eq!(config.tracking, TrackingParams::default());
-        assert_eq!(config.reid, ReidParams::default());
+        assert_eq!(config.tracking, DeepSortParams::default());
+        let mut reid = config.reid.clone();
+        assert_eq!(reid.links.len(), 2, "the example shows a topology");
+        reid.links.clear();
+        assert_eq!(reid, ReidParams::default());
         assert_eq!(config.group_id, default_group());
+        assert_eq!(config.checkpoint_interval_s, default_checkpoint_s());
+        assert_eq!(config.camera_gap_s, default_camera_gap_s());
     }
 
     #[test]
     fn defaults_fill_in_and_bad_values_are_all_reported() {
         let config: TrackerConfig =
             toml::from_str("[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n").unwrap();
-        assert_eq!(config.tracking, TrackingParams::default());
+        assert_eq!(config.tracking, DeepSortParams::default());
+        assert_eq!(config.state_dir, None);
         config.validate().unwrap();
-        let bad: TrackerConfig =
-            toml::from_str("[kafka]\nbootstrap_servers = \"x\"\n[tracking]\nn_init = 0\nmax_age_s = -1\n[reid]\nthreshold = 2\n").unwrap();
+        let bad: TrackerConfig = toml::from_str(
+            "metrics_address = \"nowhere\"\n[kafka]\nbootstrap_servers = \"x\"\n\
+             [tracking]\nn_init = 0\nmax_age = 0\n[reid]\nthreshold = 2\n\
+             [[reid.links]]\nfrom = \"a\"\nto = \"a\"\n",
+        )
+        .unwrap();
         let err = bad.validate().unwrap_err().to_string();
-        assert!(
-            err.contains("n_init") && err.contains("max_age_s") && err.contains("reid.threshold"),
-            "{err}"
-        );
+        for needle in ["n_init", "max_age", "threshold", "metrics_address", "\"a\""] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
         assert!(
             toml::from_str::<TrackerConfig>(
                 "[kafka]\nbootstrap_servers = \"x\"\n[tracking]\nnit = 1\n"

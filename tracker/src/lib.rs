@@ -1,16 +1,19 @@
-//! The Argus tracker: detections in, presence intervals of global people out.
+//! The Argus tracker: detections in; presence intervals of global people,
+//! id merges and track summaries out.
+//!
+//! The algorithms live in the pure `mot` crate (Deep SORT, re-identification,
+//! evaluation); this crate runs them as a service.
 //!
 //! # Layout
-//! - [`association`]: per-camera tracking by IoU and appearance (pure).
-//! - [`reid`]: the cross-camera gallery and global person ids (pure).
-//! - [`engine`]: all cameras together: frames in, presence events out (pure).
+//! - [`engine`]: all cameras together: frames in, events out (pure).
 //! - [`config`]: the typed TOML configuration.
-//! - [`service`]: the Kafka consumer/producer loop with drain on shutdown.
+//! - [`service`]: the Kafka loop: checkpoints, offsets, drain on shutdown, metrics.
+//! - [`eval`]: the `tracker eval` commands: synthetic detections, tracking
+//!   MOTChallenge files, scoring.
 
-pub mod association;
 pub mod config;
 pub mod engine;
-pub mod reid;
+pub mod eval;
 pub mod service;
 
 pub use service::{TrackerError, TrackerStats, run};

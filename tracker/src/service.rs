@@ -1,25 +1,41 @@
-//! The tracker service: consume detections, track, publish presence events.
+//! The tracker service: consume detections, track, publish presence events,
+//! id merges and track summaries.
 //!
-//! Offsets of a detections message are stored only after the presence events
-//! it caused are acknowledged by Kafka (at-least-once; event ids let
-//! consumers deduplicate). On shutdown the tracker first reads everything
-//! already written to its partitions (bounded by `drain_timeout_s`), then
-//! ends all open tracks and flushes.
+//! Delivery: a detections message counts as handled once every output it
+//! caused is acknowledged by Kafka (at-least-once; event ids let consumers
+//! deduplicate).
+//! - With `state_dir`, the engine's whole state and the offsets it covers are
+//!   checkpointed every `checkpoint_interval_s` (atomic rename), and those
+//!   offsets are committed to Kafka only after the checkpoint is on disk. On
+//!   start the checkpoint is restored and messages it already covers are
+//!   skipped, so a restart keeps every id and track; replayed input yields
+//!   the same event ids.
+//! - Without it, offsets are stored per message and committed in the
+//!   background, and open tracks are ended on shutdown.
+//!
+//! On shutdown the tracker first reads everything already written to its
+//! partitions (bounded by `drain_timeout_s`), then checkpoints (or ends open
+//! tracks) and flushes.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use schemas::v1::{FrameDetections, PresenceEvent};
+use rdkafka::{Offset, TopicPartitionList};
+use schemas::v1::FrameDetections;
 use schemas::{topics, wire};
 use service_kit::kafka::Progress;
+use service_kit::metrics::{self, Registry};
 use service_kit::shutdown::Shutdown;
 
 use crate::config::TrackerConfig;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError, Output, Restored};
 
 /// The tracker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -27,17 +43,135 @@ pub enum TrackerError {
     /// Kafka refused a client or a delivery.
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The tracking engine cannot go on.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The checkpoint could not be read or written.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// Checkpoint file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] metrics::ServeError),
 }
 
 /// Totals of a run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TrackerStats {
-    /// Detection messages handled.
+    /// Detection messages tracked.
     pub frames: u64,
     /// Messages that could not be decoded (skipped, offset stored).
     pub malformed: u64,
-    /// Presence events published.
+    /// Messages skipped because the restored checkpoint already covered them.
+    pub replayed: u64,
+    /// Events published (presence, merges, summaries).
     pub events: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+}
+
+/// The checkpoint file in `state_dir`.
+pub const CHECKPOINT_FILE: &str = "tracker-state.json";
+const CHECKPOINT_VERSION: u32 = 1;
+
+#[derive(serde::Serialize)]
+struct CheckpointOut<'a> {
+    version: u32,
+    /// Next offset to read per detections partition: everything before is in `engine`.
+    offsets: &'a BTreeMap<i32, i64>,
+    engine: crate::engine::Snapshot<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct CheckpointIn {
+    version: u32,
+    offsets: BTreeMap<i32, i64>,
+    engine: Restored,
+}
+
+fn checkpoint_error(path: &Path, message: impl std::fmt::Display) -> TrackerError {
+    TrackerError::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// Reads the checkpoint, if there is one.
+fn load_checkpoint(dir: &Path) -> Result<Option<CheckpointIn>, TrackerError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(checkpoint_error(&path, e)),
+    };
+    let checkpoint: CheckpointIn = serde_json::from_slice(&bytes).map_err(|e| {
+        checkpoint_error(
+            &path,
+            format!("{e} (move the file away to start without state)"),
+        )
+    })?;
+    if checkpoint.version != CHECKPOINT_VERSION {
+        return Err(checkpoint_error(
+            &path,
+            format!("version {} is not {CHECKPOINT_VERSION}", checkpoint.version),
+        ));
+    }
+    Ok(Some(checkpoint))
+}
+
+/// Writes the checkpoint atomically (temporary file, fsync, rename, fsync
+/// of the directory); returns its size.
+fn write_checkpoint(
+    dir: &Path,
+    offsets: &BTreeMap<i32, i64>,
+    engine: &Engine,
+) -> Result<u64, TrackerError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let tmp = dir.join(format!("{CHECKPOINT_FILE}.partial"));
+    let err = |e: std::io::Error| checkpoint_error(&path, e);
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let body = serde_json::to_vec(&CheckpointOut {
+        version: CHECKPOINT_VERSION,
+        offsets,
+        engine: engine.snapshot(),
+    })
+    .map_err(|e| checkpoint_error(&path, e))?;
+    let mut file = std::fs::File::create(&tmp).map_err(err)?;
+    file.write_all(&body).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(err)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(body.len() as u64)
+}
+
+/// Commits the offsets a checkpoint covers.
+fn commit(
+    consumer: &StreamConsumer,
+    offsets: &BTreeMap<i32, i64>,
+    mode: CommitMode,
+) -> Result<(), TrackerError> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut list = TopicPartitionList::new();
+    for (&partition, &offset) in offsets {
+        list.add_partition_offset(topics::DETECTIONS, partition, Offset::Offset(offset))?;
+    }
+    consumer.commit(&list, mode)?;
+    Ok(())
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Runs the tracker until `shutdown` completes and the drain finishes.
@@ -45,25 +179,52 @@ pub async fn run(
     config: TrackerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<TrackerStats, TrackerError> {
-    let consumer =
-        config
-            .kafka
-            .consumer("argus-tracker", &config.group_id, &[topics::DETECTIONS])?;
-    let producer = config.kafka.producer("argus-tracker")?;
-    let run_id = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros())
-            .unwrap_or(0)
-    );
-    let mut engine = Engine::new(config.tracking.clone(), config.reid.clone(), run_id);
+    let registry = Registry::new();
+    let mut shutdown = Shutdown::from_future(shutdown);
+    if let Some(address) = &config.metrics_address {
+        metrics::serve(address, registry.clone(), shutdown.clone()).await?;
+    }
+    let state_dir = config.state_dir.clone();
+    let mut kafka = config.kafka.clone();
+    if state_dir.is_some() {
+        // Offsets are committed with checkpoints only.
+        kafka
+            .properties
+            .entry("enable.auto.commit".into())
+            .or_insert_with(|| "false".into());
+    }
+    let consumer = kafka.consumer("argus-tracker", &config.group_id, &[topics::DETECTIONS])?;
+    let producer = kafka.producer("argus-tracker")?;
+
+    let params = config.engine_params();
+    let (mut engine, covered) = match state_dir
+        .as_deref()
+        .map(load_checkpoint)
+        .transpose()?
+        .flatten()
+    {
+        Some(checkpoint) => {
+            tracing::info!(offsets = ?checkpoint.offsets, "Tracker state restored from checkpoint");
+            (
+                Engine::restore(params, checkpoint.engine),
+                checkpoint.offsets,
+            )
+        }
+        None => (Engine::new(params), BTreeMap::new()),
+    };
+    let mut next_offsets = covered.clone();
+    let mut checkpoints = state_dir.map(|dir| Checkpoints {
+        dir,
+        every: Duration::from_secs_f64(config.checkpoint_interval_s),
+        last: Instant::now(),
+        covered: covered.clone(),
+        written: 0,
+    });
     let mut stats = TrackerStats::default();
     let mut progress = Progress::default();
-    let mut shutdown = Shutdown::from_future(shutdown);
     let mut drain_deadline: Option<Instant> = None;
     let mut last_check = Instant::now();
-    tracing::info!(group = %config.group_id, "Tracker consuming detections");
+    tracing::info!(group = %config.group_id, checkpoints = checkpoints.is_some(), "Tracker consuming detections");
     loop {
         tokio::select! {
             biased;
@@ -73,24 +234,44 @@ pub async fn run(
             }
             message = consumer.recv() => {
                 let message = message?;
-                stats.frames += 1;
-                let events = match message.payload().map(wire::decode::<FrameDetections>) {
-                    Some(Ok(frame)) => engine.on_frame(&frame),
+                let (partition, offset) = (message.partition(), message.offset());
+                progress.record(&message);
+                if offset < covered.get(&partition).copied().unwrap_or(i64::MIN) {
+                    stats.replayed += 1;
+                    registry.count("argus_tracker_replayed_messages_total", "Messages skipped because the restored checkpoint covers them.", &[], 1);
+                    continue;
+                }
+                let outputs = match message.payload().map(wire::decode::<FrameDetections>) {
+                    Some(Ok(frame)) => {
+                        stats.frames += 1;
+                        registry.count("argus_tracker_frames_total", "Detection messages tracked.", &[("camera", frame.camera_id.as_str())], 1);
+                        registry.gauge("argus_tracker_lag_seconds", "Wall clock minus capture time of the latest frame tracked.", &[], (now_us() - frame.capture_ts_us) as f64 / 1e6);
+                        engine.on_frame(&frame)?
+                    }
                     Some(Err(error)) => {
                         stats.malformed += 1;
-                        tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "Skipping undecodable detections");
+                        registry.count("argus_tracker_malformed_messages_total", "Messages that could not be decoded (skipped).", &[], 1);
+                        tracing::warn!(%error, partition, offset, "Skipping undecodable detections");
                         Vec::new()
                     }
                     None => {
                         stats.malformed += 1;
+                        registry.count("argus_tracker_malformed_messages_total", "Messages that could not be decoded (skipped).", &[], 1);
+                        tracing::warn!(partition, offset, "Skipping detections message without payload");
                         Vec::new()
                     }
                 };
-                stats.events += publish(&producer, &events).await? as u64;
-                consumer.store_offset_from_message(&message)?;
-                progress.record(&message);
+                stats.events += publish(&producer, &outputs, &registry).await? as u64;
+                if checkpoints.is_none() {
+                    consumer.store_offset_from_message(&message)?;
+                }
+                next_offsets.insert(partition, offset + 1);
+                report(&registry, &engine);
             }
-            () = tokio::time::sleep(Duration::from_millis(200)), if drain_deadline.is_some() => {}
+            () = tokio::time::sleep(Duration::from_millis(200)), if drain_deadline.is_some() || checkpoints.is_some() => {}
+        }
+        if let Some(checkpoints) = &mut checkpoints {
+            checkpoints.tick(&next_offsets, &engine, &consumer, &registry)?;
         }
         if let Some(deadline) = drain_deadline
             && last_check.elapsed() >= Duration::from_millis(200)
@@ -107,41 +288,207 @@ pub async fn run(
             }
         }
     }
-    let closing = engine.close_all();
-    stats.events += publish(&producer, &closing).await? as u64;
-    producer.flush(Timeout::After(Duration::from_secs(30)))?;
-    if let Err(error) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
-        tracing::warn!(%error, "Final offset commit failed");
+    if checkpoints.is_none() {
+        let closing = engine.close_all();
+        stats.events += publish(&producer, &closing, &registry).await? as u64;
     }
+    producer.flush(Timeout::After(Duration::from_secs(30)))?;
+    match &mut checkpoints {
+        // Synchronous: the final commit must reach the broker before the consumer goes.
+        Some(checkpoints) => {
+            checkpoints.write(
+                &next_offsets,
+                &engine,
+                &consumer,
+                &registry,
+                CommitMode::Sync,
+            )?;
+            stats.checkpoints = checkpoints.written;
+        }
+        None => {
+            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::warn!(%error, "Final offset commit failed");
+            }
+        }
+    }
+    // Leave the group now, so that a restarted instance is assigned the
+    // partitions without waiting for this member's session to time out.
+    consumer.unsubscribe();
     tracing::info!(
         frames = stats.frames,
         malformed = stats.malformed,
+        replayed = stats.replayed,
         events = stats.events,
+        checkpoints = stats.checkpoints,
         "Tracker stopped"
     );
     Ok(stats)
 }
 
-/// Publishes events and waits until Kafka acknowledged all of them.
+/// When and where checkpoints are written, and what the latest one covers.
+struct Checkpoints {
+    dir: PathBuf,
+    every: Duration,
+    last: Instant,
+    /// Offsets covered by the latest checkpoint (an idle tracker writes none).
+    covered: BTreeMap<i32, i64>,
+    written: u64,
+}
+
+impl Checkpoints {
+    /// Writes a checkpoint when one is due and there is something new.
+    fn tick(
+        &mut self,
+        offsets: &BTreeMap<i32, i64>,
+        engine: &Engine,
+        consumer: &StreamConsumer,
+        registry: &Registry,
+    ) -> Result<(), TrackerError> {
+        if self.last.elapsed() < self.every || *offsets == self.covered {
+            return Ok(());
+        }
+        self.write(offsets, engine, consumer, registry, CommitMode::Async)
+    }
+
+    /// Writes a checkpoint, then commits the offsets it covers.
+    fn write(
+        &mut self,
+        offsets: &BTreeMap<i32, i64>,
+        engine: &Engine,
+        consumer: &StreamConsumer,
+        registry: &Registry,
+        mode: CommitMode,
+    ) -> Result<(), TrackerError> {
+        self.last = Instant::now();
+        let bytes = write_checkpoint(&self.dir, offsets, engine)?;
+        self.covered = offsets.clone();
+        self.written += 1;
+        // The checkpoint is the source of truth: messages it covers are skipped
+        // on restart, so a failed commit (e.g. during a rebalance) costs only a
+        // re-read of those messages, never a duplicate or a loss.
+        if let Err(error) = commit(consumer, offsets, mode) {
+            registry.count(
+                "argus_tracker_commit_errors_total",
+                "Offset commits Kafka refused (the checkpoint still covers them).",
+                &[],
+                1,
+            );
+            tracing::warn!(%error, "Offset commit failed; the checkpoint covers these messages");
+        }
+        registry.count(
+            "argus_tracker_checkpoints_total",
+            "Checkpoints written.",
+            &[],
+            1,
+        );
+        registry.gauge(
+            "argus_tracker_checkpoint_bytes",
+            "Size of the latest checkpoint.",
+            &[],
+            bytes as f64,
+        );
+        tracing::debug!(bytes, ?offsets, "Checkpoint written");
+        Ok(())
+    }
+}
+
+/// Engine gauges and totals, once per message.
+fn report(registry: &Registry, engine: &Engine) {
+    let g = engine.gallery_stats();
+    let t = engine.tracking_stats();
+    registry.gauge(
+        "argus_tracker_tracks_alive",
+        "Tracks alive (tentative and confirmed) over all cameras.",
+        &[],
+        engine.live_tracks() as f64,
+    );
+    registry.gauge(
+        "argus_tracker_gallery_entries",
+        "Ended sightings held by the re-identification gallery.",
+        &[],
+        g.entries as f64,
+    );
+    registry.count_total(
+        "argus_tracker_reid_ids_minted_total",
+        "Global person ids minted.",
+        &[],
+        g.ids_minted,
+    );
+    registry.count_total(
+        "argus_tracker_reid_matches_total",
+        "New tracks that re-used a person id.",
+        &[],
+        g.matches,
+    );
+    registry.count_total(
+        "argus_tracker_reid_merges_total",
+        "Person ids merged into another.",
+        &[],
+        g.merges,
+    );
+    registry.gauge(
+        "argus_tracker_rejected_detections",
+        "Invalid boxes skipped by the cameras tracked now.",
+        &[],
+        t.rejected_detections as f64,
+    );
+    registry.gauge(
+        "argus_tracker_numeric_failures",
+        "Covariances that were not positive definite, on the cameras tracked now.",
+        &[],
+        t.numeric_failures as f64,
+    );
+}
+
+/// Publishes outputs to their topics and waits until Kafka acknowledged all.
 async fn publish(
     producer: &FutureProducer,
-    events: &[PresenceEvent],
+    outputs: &[Output],
+    registry: &Registry,
 ) -> Result<usize, TrackerError> {
-    let deliveries: Vec<_> = events
+    let deliveries: Vec<_> = outputs
         .iter()
-        .map(|event| {
-            let payload = wire::encode(event);
-            let key = event.camera_id.clone();
+        .map(|output| {
+            let (topic, kind, key, payload) = match output {
+                Output::Presence(e) => (
+                    topics::PRESENCE,
+                    if e.kind == schemas::v1::presence_event::Kind::Exit as i32 {
+                        "exit"
+                    } else {
+                        "enter"
+                    },
+                    e.camera_id.clone(),
+                    wire::encode(e),
+                ),
+                Output::Merge(m) => (
+                    topics::IDENTITY,
+                    "merge",
+                    m.camera_id.clone(),
+                    wire::encode(m),
+                ),
+                Output::Summary(s) => (
+                    topics::TRACKS,
+                    "summary",
+                    s.camera_id.clone(),
+                    wire::encode(s),
+                ),
+            };
             async move {
-                let record = FutureRecord::to(topics::PRESENCE)
+                let record = FutureRecord::to(topic)
                     .key(topics::key(&key))
                     .payload(&payload);
-                producer.send(record, Timeout::Never).await
+                producer.send(record, Timeout::Never).await.map(|_| kind)
             }
         })
         .collect();
     for result in futures::future::join_all(deliveries).await {
-        result.map_err(|(error, _)| error)?;
+        let kind = result.map_err(|(error, _)| error)?;
+        registry.count(
+            "argus_tracker_events_total",
+            "Events published and acknowledged, by kind.",
+            &[("kind", kind)],
+            1,
+        );
     }
-    Ok(events.len())
+    Ok(outputs.len())
 }
