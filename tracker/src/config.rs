@@ -142,6 +142,9 @@ mod tests {
         assert_eq!(reid, ReidParams::default());
         assert_eq!(config.group_id, default_group());
         assert_eq!(config.checkpoint_interval_s, default_checkpoint_s());
+        // The two examples that are not defaults.
+        assert_eq!(config.state_dir, Some("/var/lib/argus/tracker".into()));
+        assert_eq!(config.metrics_address.as_deref(), Some("0.0.0.0:9102"));
         assert_eq!(config.camera_gap_s, default_camera_gap_s());
     }
 

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -305,11 +306,11 @@ pub async fn run(
             )?;
             stats.checkpoints = checkpoints.written;
         }
-        None => {
-            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-                tracing::warn!(%error, "Final offset commit failed");
-            }
-        }
+        None => match consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored since the last background commit: nothing to do.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) | Ok(()) => {}
+            Err(error) => tracing::warn!(%error, "Final offset commit failed"),
+        },
     }
     // Leave the group now, so that a restarted instance is assigned the
     // partitions without waiting for this member's session to time out.
