@@ -123,19 +123,39 @@ impl FeatureGallery {
         if feature.is_empty() {
             return;
         }
+        let budget = budget.max(1);
         if self.dim != feature.len() {
             // A new embedder (different length): start over.
             self.dim = feature.len();
             self.samples.clear();
             self.next = 0;
         }
+        if self.len() > budget {
+            // The budget shrank (a checkpoint restored under a new configuration).
+            self.keep_newest(budget);
+        }
         if self.len() < budget {
             self.samples.extend_from_slice(feature);
         } else {
-            let at = self.next * self.dim;
+            let at = (self.next % budget) * self.dim;
             self.samples[at..at + self.dim].copy_from_slice(feature);
         }
-        self.next = (self.next + 1) % budget.max(1);
+        self.next = (self.next + 1) % budget;
+    }
+
+    /// Keeps the `budget` most recent samples, oldest first.
+    fn keep_newest(&mut self, budget: usize) {
+        let (len, dim) = (self.len(), self.dim);
+        // Full ring: the oldest sample is at `next`; filling up: at 0 (next == len).
+        let oldest = self.next % len.max(1);
+        let chronological: Vec<f32> = (0..len)
+            .flat_map(|k| {
+                let i = (oldest + k) % len;
+                self.samples[i * dim..(i + 1) * dim].iter().copied()
+            })
+            .collect();
+        self.samples = chronological[(len - budget.min(len)) * dim..].to_vec();
+        self.next = 0;
     }
 
     /// Smallest cosine distance from `q` (unit length) to any sample; `None`
@@ -682,6 +702,51 @@ mod tests {
         assert_eq!(t.gallery_len(), 4);
         let mean = t.appearance();
         assert!((mean.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_smaller_budget_after_a_restore_keeps_the_newest_samples() {
+        let mut ds = DeepSort::new(DeepSortParams {
+            nn_budget: 30,
+            ..Default::default()
+        });
+        for i in 0..25 {
+            let f = [1.0, 0.01 * i as f32, 0.0];
+            ds.step(&[det(100.0, 50.0, &f)]);
+        }
+        ds.set_params(DeepSortParams {
+            nn_budget: 10,
+            ..Default::default()
+        });
+        for _ in 0..3 {
+            ds.step(&[det(100.0, 50.0, &BLUE)]);
+        }
+        let t = ds.track(1).unwrap();
+        assert_eq!((t.gallery_len(), t.hits), (10, 28));
+        // The newest RED-ish sample (i = 24) survived; the oldest (i = 0) did not.
+        let newest = normalised(&[1.0, 0.24, 0.0]);
+        let oldest = normalised(&[1.0, 0.0, 0.0]);
+        assert!(t.gallery.min_distance(&newest).unwrap() < 1e-6);
+        assert!(t.gallery.min_distance(&oldest).unwrap() > 1e-4);
+    }
+
+    #[test]
+    fn the_cascade_gives_the_most_recently_seen_track_priority() {
+        // Two confirmed look-alikes; track 1 then misses a frame. The last
+        // detection is closer to track 1 in appearance and position, but the
+        // cascade lets track 2 (seen one frame ago) choose first; one global
+        // assignment would give it to track 1.
+        let red2 = [1.0, 0.15, 0.0];
+        let mut ds = DeepSort::new(DeepSortParams::default());
+        for _ in 0..5 {
+            ds.step(&[det(100.0, 50.0, &RED), det(112.0, 50.0, &red2)]);
+        }
+        ds.step(&[det(112.0, 50.0, &red2)]);
+        assert_eq!(ds.track(1).unwrap().time_since_update, 1);
+        assert_eq!(ds.track(2).unwrap().time_since_update, 0);
+        ds.step(&[det(103.0, 50.0, &RED)]);
+        assert_eq!(ds.track(2).unwrap().time_since_update, 0, "level 1 chooses first");
+        assert_eq!(ds.track(1).unwrap().time_since_update, 2);
     }
 
     #[test]

@@ -394,6 +394,11 @@ impl Gallery {
     pub fn restore(params: ReidParams, mut state: GalleryState) -> Self {
         state.allocator =
             IdAllocator::resume(params.id_offset, params.id_stride, state.allocator.last);
+        // Never hand out a sequence number an entry already has (a checkpoint
+        // edited or written by another version could disagree).
+        if let Some((&last, _)) = state.entries.last_key_value() {
+            state.next_seq = state.next_seq.max(last.saturating_add(1));
+        }
         let mut gallery = Gallery {
             topology: Topology::new(&params.links),
             ttl_us: secs_to_us(params.ttl_s).max(0),

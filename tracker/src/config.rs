@@ -102,15 +102,18 @@ impl TrackerConfig {
             "kafka.bootstrap_servers is empty".into()
         });
         p.check(!self.group_id.is_empty(), || "group_id is empty".into());
-        p.check(self.drain_timeout_s >= 0.0, || {
-            "drain_timeout_s must be >= 0".into()
-        });
-        p.check(self.checkpoint_interval_s > 0.0, || {
-            "checkpoint_interval_s must be > 0".into()
-        });
-        p.check(self.camera_gap_s > 0.0, || {
-            "camera_gap_s must be > 0".into()
-        });
+        p.check(
+            self.drain_timeout_s >= 0.0 && self.drain_timeout_s.is_finite(),
+            || "drain_timeout_s must be a finite number >= 0".into(),
+        );
+        p.check(
+            self.checkpoint_interval_s > 0.0 && self.checkpoint_interval_s.is_finite(),
+            || "checkpoint_interval_s must be a finite number > 0".into(),
+        );
+        p.check(
+            self.camera_gap_s > 0.0 && self.camera_gap_s.is_finite(),
+            || "camera_gap_s must be a finite number > 0".into(),
+        );
         if let Some(address) = &self.metrics_address {
             p.check(address.parse::<std::net::SocketAddr>().is_ok(), || {
                 format!("metrics_address {address:?} is not an address like 0.0.0.0:9102")
@@ -156,13 +159,20 @@ mod tests {
         assert_eq!(config.state_dir, None);
         config.validate().unwrap();
         let bad: TrackerConfig = toml::from_str(
-            "metrics_address = \"nowhere\"\n[kafka]\nbootstrap_servers = \"x\"\n\
+            "metrics_address = \"nowhere\"\ncheckpoint_interval_s = inf\n[kafka]\nbootstrap_servers = \"x\"\n\
              [tracking]\nn_init = 0\nmax_age = 0\n[reid]\nthreshold = 2\n\
              [[reid.links]]\nfrom = \"a\"\nto = \"a\"\n",
         )
         .unwrap();
         let err = bad.validate().unwrap_err().to_string();
-        for needle in ["n_init", "max_age", "threshold", "metrics_address", "\"a\""] {
+        for needle in [
+            "n_init",
+            "max_age",
+            "threshold",
+            "metrics_address",
+            "checkpoint_interval_s",
+            "\"a\"",
+        ] {
             assert!(err.contains(needle), "{needle} missing from: {err}");
         }
         assert!(

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mot::deep_sort::{DeepSort, DeepSortParams, Detection, Track, TrackEvent};
+use mot::deep_sort::{DeepSort, DeepSortParams, DeepSortStats, Detection, Track, TrackEvent};
 use mot::reid::{Gallery, GalleryState, IdSpaceExhausted, NewTrack, ReidParams, Sighting};
 use schemas::v1::presence_event::Kind;
 use schemas::v1::{FrameDetections, IdMerge, PresenceEvent, TrackSummary};
@@ -103,6 +103,9 @@ pub struct EngineStats {
     pub stale_frames: u64,
     /// Times a camera's tracks were ended because it was silent too long.
     pub camera_gaps: u64,
+    /// Deep SORT counters of cameras whose state has ended (so totals never shrink).
+    #[serde(default)]
+    pub retired: DeepSortStats,
 }
 
 /// The engine's parameters.
@@ -122,6 +125,14 @@ pub enum EngineError {
     /// No more person ids can be minted.
     #[error(transparent)]
     IdSpace(#[from] IdSpaceExhausted),
+}
+
+/// Adds Deep SORT counters.
+fn add(total: &mut DeepSortStats, s: DeepSortStats) {
+    total.rejected_detections += s.rejected_detections;
+    total.numeric_failures += s.numeric_failures;
+    total.matches += s.matches;
+    total.tracks_started += s.tracks_started;
 }
 
 /// Per-camera trackers plus the shared re-identification gallery.
@@ -201,15 +212,11 @@ impl Engine {
         self.gallery.stats()
     }
 
-    /// Deep SORT counters summed over the cameras tracked now.
-    pub fn tracking_stats(&self) -> mot::deep_sort::DeepSortStats {
-        let mut total = mot::deep_sort::DeepSortStats::default();
+    /// Deep SORT counters since the engine started (or was first checkpointed).
+    pub fn tracking_stats(&self) -> DeepSortStats {
+        let mut total = self.stats.retired;
         for c in self.cameras.values() {
-            let s = c.tracker.stats();
-            total.rejected_detections += s.rejected_detections;
-            total.numeric_failures += s.numeric_failures;
-            total.matches += s.matches;
-            total.tracks_started += s.tracks_started;
+            add(&mut total, c.tracker.stats());
         }
         total
     }
@@ -457,6 +464,7 @@ impl Engine {
         let Some(camera) = self.cameras.get_mut(camera_id) else {
             return;
         };
+        add(&mut self.stats.retired, camera.tracker.stats());
         let ended = camera.tracker.close_all();
         let mut infos = std::mem::take(&mut camera.tracks);
         for track in ended {
@@ -465,6 +473,19 @@ impl Engine {
             }
         }
         self.cameras.remove(camera_id);
+    }
+
+    /// Ends every track of one camera now (it stopped sending: gone without
+    /// an end-of-stream marker, or its partition moved to another instance).
+    pub fn end_camera(&mut self, camera_id: &str) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.close_camera(camera_id, &mut out);
+        out
+    }
+
+    /// Cameras with state now.
+    pub fn cameras(&self) -> impl Iterator<Item = &str> {
+        self.cameras.keys().map(String::as_str)
     }
 
     /// Ends every track of every camera.
@@ -739,6 +760,28 @@ mod tests {
             .unwrap();
         assert_eq!(presence(&later), vec![(EXIT, "a".into(), 1)]);
         assert_eq!(engine.stats().camera_gaps, 1);
+    }
+
+    #[test]
+    fn ending_a_camera_that_stopped_sending_emits_its_exits_and_keeps_counters() {
+        let mut engine = Engine::new(params());
+        let mut out = Vec::new();
+        for i in 0..5i64 {
+            let f = frame("gone", i * 100_000, vec![det(100.0, [1.0, 0.0])]);
+            out.extend(engine.on_frame(&f).unwrap());
+        }
+        assert_eq!(presence(&out), vec![(ENTER, "gone".into(), 1)]);
+        assert_eq!(engine.cameras().collect::<Vec<_>>(), vec!["gone"]);
+        let ended = engine.end_camera("gone");
+        assert_eq!(presence(&ended), vec![(EXIT, "gone".into(), 1)]);
+        assert_eq!(engine.live_tracks(), 0);
+        assert_eq!(engine.cameras().count(), 0);
+        assert_eq!(
+            engine.tracking_stats().tracks_started,
+            1,
+            "counters survive the close"
+        );
+        assert!(engine.end_camera("never-seen").is_empty());
     }
 
     #[test]

@@ -20,6 +20,11 @@ use mot::synth::NoiseLevel;
 /// the MOTChallenge convention).
 pub const MAX_IOU_DISTANCE: f64 = 0.5;
 
+/// Highest frame number `tracker eval run` accepts: every frame up to the
+/// last one is a tracker step, so a corrupt frame number must not mean
+/// billions of steps (10 million frames is over 3 days at 30 fps).
+pub const MAX_FRAME: u32 = 10_000_000;
+
 /// An evaluation command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -30,6 +35,14 @@ pub enum EvalError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// A frame number is above [`MAX_FRAME`].
+    #[error("{path}: frame {frame} is above the supported {MAX_FRAME}")]
+    FrameTooLarge {
+        /// File.
+        path: PathBuf,
+        /// The frame number.
+        frame: u32,
     },
     /// A file is not valid MOTChallenge CSV.
     #[error("{path}: {source}")]
@@ -88,7 +101,8 @@ pub struct RunReport {
 }
 
 /// Tracks detection rows frame by frame (frames 1 to the last one, empty
-/// frames included so tracks age), `repeat` times with a fresh tracker each
+/// frames included so tracks age; callers bound the frame numbers, see
+/// [`MAX_FRAME`]), `repeat` times with a fresh tracker each
 /// time (for timing); returns the first run's track rows and the timing of
 /// all runs together.
 pub fn track_rows(
@@ -149,6 +163,12 @@ pub fn track(
     out: &Path,
 ) -> Result<RunReport, EvalError> {
     let rows = read_rows(detections)?;
+    if let Some(frame) = rows.iter().map(|r| r.frame).find(|f| *f > MAX_FRAME) {
+        return Err(EvalError::FrameTooLarge {
+            path: detections.into(),
+            frame,
+        });
+    }
     let (tracks, report) = track_rows(&rows, params, repeat);
     write_rows(out, &tracks)?;
     Ok(report)
@@ -232,6 +252,18 @@ mod tests {
         assert!(m.mota > 0.5 && m.mota <= 1.0, "{m:?}");
         let missing = score(&dir.path().join("nope.txt"), &out).unwrap_err();
         assert!(missing.to_string().contains("nope.txt"), "{missing}");
+        std::fs::write(&det, "4000000000,-1,0,0,10,10,1,-1,-1,-1\n").unwrap();
+        let huge = track(&det, &DeepSortParams::default(), 1, &out).unwrap_err();
+        assert!(
+            matches!(
+                huge,
+                EvalError::FrameTooLarge {
+                    frame: 4_000_000_000,
+                    ..
+                }
+            ),
+            "{huge}"
+        );
         std::fs::write(&out, "1,2,oops\n").unwrap();
         assert!(
             score(&gt_path, &out)

@@ -17,7 +17,7 @@
 //! partitions (bounded by `drain_timeout_s`), then checkpoints (or ends open
 //! tracks) and flushes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -152,18 +152,26 @@ fn write_checkpoint(
     Ok(body.len() as u64)
 }
 
-/// Commits the offsets a checkpoint covers.
+/// Commits the offsets a checkpoint covers, for the partitions held now.
 fn commit(
     consumer: &StreamConsumer,
     offsets: &BTreeMap<i32, i64>,
     mode: CommitMode,
 ) -> Result<(), TrackerError> {
-    if offsets.is_empty() {
-        return Ok(());
-    }
+    // Only partitions this instance holds now: after a rebalance another
+    // instance owns the rest, and its commits must not be overwritten.
+    let assigned = consumer.assignment()?;
     let mut list = TopicPartitionList::new();
     for (&partition, &offset) in offsets {
-        list.add_partition_offset(topics::DETECTIONS, partition, Offset::Offset(offset))?;
+        if assigned
+            .find_partition(topics::DETECTIONS, partition)
+            .is_some()
+        {
+            list.add_partition_offset(topics::DETECTIONS, partition, Offset::Offset(offset))?;
+        }
+    }
+    if list.count() == 0 {
+        return Ok(());
     }
     consumer.commit(&list, mode)?;
     Ok(())
@@ -225,6 +233,16 @@ pub async fn run(
     let mut progress = Progress::default();
     let mut drain_deadline: Option<Instant> = None;
     let mut last_check = Instant::now();
+    // When each camera's latest frame arrived: a camera whose frames stop
+    // arriving (edge box gone without an end-of-stream marker, or its
+    // partition moved to another instance) has its tracks ended.
+    let silence = Duration::from_secs_f64(config.camera_gap_s);
+    // Restored cameras get the full grace period to send again.
+    let mut arrivals: HashMap<String, Instant> = engine
+        .cameras()
+        .map(|id| (id.to_string(), Instant::now()))
+        .collect();
+    let mut last_sweep = Instant::now();
     tracing::info!(group = %config.group_id, checkpoints = checkpoints.is_some(), "Tracker consuming detections");
     loop {
         tokio::select! {
@@ -246,7 +264,8 @@ pub async fn run(
                     Some(Ok(frame)) => {
                         stats.frames += 1;
                         registry.count("argus_tracker_frames_total", "Detection messages tracked.", &[("camera", frame.camera_id.as_str())], 1);
-                        registry.gauge("argus_tracker_lag_seconds", "Wall clock minus capture time of the latest frame tracked.", &[], (now_us() - frame.capture_ts_us) as f64 / 1e6);
+                        registry.gauge("argus_tracker_lag_seconds", "Wall clock minus capture time of the latest frame tracked.", &[], now_us().saturating_sub(frame.capture_ts_us) as f64 / 1e6);
+                        arrivals.insert(frame.camera_id.clone(), Instant::now());
                         engine.on_frame(&frame)?
                     }
                     Some(Err(error)) => {
@@ -270,6 +289,20 @@ pub async fn run(
                 report(&registry, &engine);
             }
             () = tokio::time::sleep(Duration::from_millis(200)), if drain_deadline.is_some() || checkpoints.is_some() => {}
+        }
+        if last_sweep.elapsed() >= Duration::from_secs(1) {
+            last_sweep = Instant::now();
+            let silent: Vec<String> = engine
+                .cameras()
+                .filter(|id| arrivals.get(*id).is_some_and(|t| t.elapsed() > silence))
+                .map(str::to_string)
+                .collect();
+            for camera in silent {
+                tracing::info!(%camera, "No frames for camera_gap_s; ending its tracks");
+                arrivals.remove(&camera);
+                let outputs = engine.end_camera(&camera);
+                stats.events += publish(&producer, &outputs, &registry).await? as u64;
+            }
         }
         if let Some(checkpoints) = &mut checkpoints {
             checkpoints.tick(&next_offsets, &engine, &consumer, &registry)?;
@@ -427,17 +460,23 @@ fn report(registry: &Registry, engine: &Engine) {
         &[],
         g.merges,
     );
-    registry.gauge(
-        "argus_tracker_rejected_detections",
-        "Invalid boxes skipped by the cameras tracked now.",
+    registry.count_total(
+        "argus_tracker_rejected_detections_total",
+        "Detections skipped: non-finite, or zero or negative size.",
         &[],
-        t.rejected_detections as f64,
+        t.rejected_detections,
     );
-    registry.gauge(
-        "argus_tracker_numeric_failures",
-        "Covariances that were not positive definite, on the cameras tracked now.",
+    registry.count_total(
+        "argus_tracker_numeric_failures_total",
+        "Covariances that were not positive definite (handled).",
         &[],
-        t.numeric_failures as f64,
+        t.numeric_failures,
+    );
+    registry.count_total(
+        "argus_tracker_matches_total",
+        "Detections matched to tracks.",
+        &[],
+        t.matches,
     );
 }
 

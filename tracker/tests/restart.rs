@@ -12,6 +12,7 @@ use schemas::v1::presence_event::Kind;
 use schemas::v1::{Detection, FrameDetections, PresenceEvent};
 use schemas::{topics, wire};
 use service_kit::kafka::KafkaSettings;
+use tracker::TrackerStats;
 use tracker::config::TrackerConfig;
 
 const T0: i64 = 1_700_000_000_000_000;
@@ -67,10 +68,11 @@ async fn produce(producer: &FutureProducer, frames: impl IntoIterator<Item = Fra
     }
 }
 
-/// Every presence event on the topic, in order, once `expected` have arrived.
-async fn presence(kafka: &KafkaSettings, expected: usize) -> Vec<PresenceEvent> {
+/// Every presence event on the topic, in order, once `expected` have arrived
+/// (read by a new consumer group named `reader`).
+async fn presence(kafka: &KafkaSettings, reader: &str, expected: usize) -> Vec<PresenceEvent> {
     let consumer: StreamConsumer = kafka
-        .consumer("reader", "restart-test-reader", &[topics::PRESENCE])
+        .consumer("reader", reader, &[topics::PRESENCE])
         .unwrap();
     let mut events = Vec::new();
     while events.len() < expected {
@@ -85,43 +87,96 @@ async fn presence(kafka: &KafkaSettings, expected: usize) -> Vec<PresenceEvent> 
     events
 }
 
-#[test]
-fn a_restarted_tracker_keeps_person_ids_and_open_tracks() {
-    let broker = EmbeddedBroker::start(1, None).unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+fn settings(broker: &EmbeddedBroker) -> KafkaSettings {
     let mut kafka = KafkaSettings::new(broker.bootstrap_servers());
     // A member that vanished is given up after 6 s, not the default 45 s.
-    kafka.properties.insert("session.timeout.ms".into(), "6000".into());
-    kafka.properties.insert("heartbeat.interval.ms".into(), "500".into());
-    let state = tempfile::tempdir().unwrap();
-    let mut config = TrackerConfig::new(kafka.clone());
-    config.state_dir = Some(state.path().to_path_buf());
-    config.checkpoint_interval_s = 0.5;
-    let producer = kafka.producer("restart-test").unwrap();
+    kafka
+        .properties
+        .insert("session.timeout.ms".into(), "6000".into());
+    kafka
+        .properties
+        .insert("heartbeat.interval.ms".into(), "500".into());
+    kafka
+}
 
-    // Run 1: ticks 0–19, then a clean stop (it drains what was written first).
-    runtime.block_on(produce(&producer, (0..20).map(frame)));
-    let first = runtime
-        .block_on(tracker::run(config.clone(), async {}))
-        .unwrap();
+fn end_of_stream() -> FrameDetections {
+    let mut end = frame(40);
+    end.detections.clear();
+    end.end_of_stream = true;
+    end
+}
+
+/// The embedded broker, a runtime, a checkpoint directory and a producer.
+struct Harness {
+    runtime: tokio::runtime::Runtime,
+    kafka: KafkaSettings,
+    producer: FutureProducer,
+    state: tempfile::TempDir,
+    // Last: the broker outlives every client.
+    _broker: EmbeddedBroker,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let broker = EmbeddedBroker::start(1, None).unwrap();
+        let kafka = settings(&broker);
+        Harness {
+            runtime: tokio::runtime::Runtime::new().unwrap(),
+            producer: kafka.producer("restart-test").unwrap(),
+            kafka,
+            state: tempfile::tempdir().unwrap(),
+            _broker: broker,
+        }
+    }
+
+    /// A tracker checkpointing into the harness' directory.
+    fn config(&self, checkpoint_interval_s: f64) -> TrackerConfig {
+        let mut config = TrackerConfig::new(self.kafka.clone());
+        config.state_dir = Some(self.state.path().to_path_buf());
+        config.checkpoint_interval_s = checkpoint_interval_s;
+        config
+    }
+
+    fn produce(&self, frames: impl IntoIterator<Item = FrameDetections>) {
+        self.runtime.block_on(produce(&self.producer, frames));
+    }
+
+    /// Runs the tracker to a clean stop (it drains what was written first).
+    fn run(&self, config: &TrackerConfig) -> TrackerStats {
+        self.runtime
+            .block_on(tracker::run(config.clone(), async {}))
+            .unwrap()
+    }
+
+    fn presence(&self, reader: &str, expected: usize) -> Vec<PresenceEvent> {
+        self.runtime
+            .block_on(presence(&self.kafka, reader, expected))
+    }
+}
+
+#[test]
+fn a_restarted_tracker_keeps_person_ids_and_open_tracks() {
+    let h = Harness::new();
+    let config = h.config(0.5);
+
+    // Run 1: ticks 0–19, then a clean stop.
+    h.produce((0..20).map(frame));
+    let first = h.run(&config);
     assert_eq!((first.frames, first.replayed), (20, 0));
     assert!(
-        state
+        h.state
             .path()
             .join(tracker::service::CHECKPOINT_FILE)
             .is_file()
     );
 
     // Run 2: ticks 20–39 and the end of the stream.
-    let mut end = frame(40);
-    end.detections.clear();
-    end.end_of_stream = true;
-    runtime.block_on(produce(&producer, (20..40).map(frame).chain([end])));
-    let second = runtime.block_on(tracker::run(config, async {})).unwrap();
+    h.produce((20..40).map(frame).chain([end_of_stream()]));
+    let second = h.run(&config);
     assert_eq!(second.frames, 21, "resumed after the checkpointed offsets");
     assert_eq!(second.replayed, 0);
 
-    let events = runtime.block_on(presence(&kafka, 6));
+    let events = h.presence("reader-clean", 6);
     let summary: Vec<(i32, u64)> = events.iter().map(|e| (e.kind, e.person_id)).collect();
     let (enter, exit) = (Kind::Enter as i32, Kind::Exit as i32);
     // P1 and P2 enter in run 1; P3 enters in run 2 as person 3 (not 1 or 2
@@ -146,5 +201,52 @@ fn a_restarted_tracker_keeps_person_ids_and_open_tracks() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 6, "event ids are unique");
-    drop(broker);
+}
+
+#[test]
+fn a_crash_between_checkpoints_replays_the_same_events_under_the_same_ids() {
+    let h = Harness::new();
+    // No periodic checkpoint: only the clean stop of run 1 writes one.
+    let mut config = h.config(3600.0);
+
+    // Run 1: ticks 0–19, clean stop, checkpoint.
+    h.produce((0..20).map(frame));
+    h.run(&config);
+
+    // Run 2: ticks 20–29; killed once P3 has entered, before any checkpoint.
+    h.produce((20..30).map(frame));
+    let crashed = h
+        .runtime
+        .spawn(tracker::run(config.clone(), std::future::pending()));
+    let before = h.presence("reader-crash", 3);
+    assert_eq!(before[2].person_id, 3, "{before:#?}");
+    crashed.abort();
+    let _ = h.runtime.block_on(crashed);
+
+    // Run 3, under a new consumer group (no committed offsets): it restores
+    // run 1's checkpoint, skips the 20 messages it covers, replays 20–29.
+    h.produce((30..40).map(frame).chain([end_of_stream()]));
+    config.group_id = "argus-tracker-after-crash".into();
+    let third = h.run(&config);
+    assert_eq!((third.replayed, third.frames), (20, 21));
+
+    let events = h.presence("reader-all", 7);
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    // P3's ENTER twice (run 2, then the replay), identical down to the id.
+    let p3_enters: Vec<&PresenceEvent> = events
+        .iter()
+        .filter(|e| e.kind == Kind::Enter as i32 && e.person_id == 3)
+        .collect();
+    assert_eq!(p3_enters.len(), 2, "{ids:?}");
+    assert_eq!(p3_enters[0], p3_enters[1]);
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        6,
+        "after deduplication: 3 ENTERs, 3 EXITs: {ids:?}"
+    );
+    let persons: Vec<u64> = events.iter().map(|e| e.person_id).collect();
+    assert!(persons.iter().all(|p| (1..=3).contains(p)), "{persons:?}");
 }
