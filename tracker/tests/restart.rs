@@ -106,6 +106,16 @@ fn end_of_stream() -> FrameDetections {
     end
 }
 
+/// The body of an HTTP GET on loopback (the response, headers included).
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 /// The embedded broker, a runtime, a checkpoint directory and a producer.
 struct Harness {
     runtime: tokio::runtime::Runtime,
@@ -214,12 +224,36 @@ fn a_crash_between_checkpoints_replays_the_same_events_under_the_same_ids() {
     h.run(&config);
 
     // Run 2: ticks 20–29; killed once P3 has entered, before any checkpoint.
+    // Its metrics endpoint is read first.
     h.produce((20..30).map(frame));
-    let crashed = h
-        .runtime
-        .spawn(tracker::run(config.clone(), std::future::pending()));
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut live = config.clone();
+    live.metrics_address = Some(format!("127.0.0.1:{port}"));
+    let crashed = h.runtime.spawn(tracker::run(live, std::future::pending()));
     let before = h.presence("reader-crash", 3);
     assert_eq!(before[2].person_id, 3, "{before:#?}");
+    let expected = [
+        "argus_tracker_frames_total{camera=\"a\"} 10",
+        "argus_tracker_tracks_alive 3",
+        "argus_tracker_reid_ids_minted_total 3",
+        "argus_tracker_events_total{kind=\"enter\"} 1",
+    ];
+    // The tracker may still be handling the last frames: poll, bounded.
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = http_get(port, "/metrics");
+        if expected.iter().all(|line| metrics.contains(line)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for line in expected {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    assert!(http_get(port, "/healthz").ends_with("ok\n"));
     crashed.abort();
     let _ = h.runtime.block_on(crashed);
 
