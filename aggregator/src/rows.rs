@@ -13,7 +13,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::error::ArrowError;
 use schemas::tables::Table;
 use schemas::v1::presence_event::Kind;
-use schemas::v1::{Alert, CameraHealth, FrameDetections, PresenceEvent};
+use schemas::v1::{Alert, CameraHealth, FrameDetections, IdMerge, PresenceEvent, TrackSummary};
 
 /// `YYYY-MM-DD` (UTC) of a Unix-microsecond time (civil-from-days, Howard Hinnant).
 pub fn utc_date(ts_us: i64) -> String {
@@ -68,6 +68,8 @@ pub struct Rows {
     frames: Vec<FrameRow>,
     health: Vec<CameraHealth>,
     alerts: Vec<Alert>,
+    merges: Vec<IdMerge>,
+    tracks: Vec<TrackSummary>,
     known_people: HashSet<u64>,
     seen_events: HashSet<String>,
 }
@@ -89,6 +91,8 @@ impl Rows {
             + self.frames.len()
             + self.health.len()
             + self.alerts.len()
+            + self.merges.len()
+            + self.tracks.len()
     }
 
     /// Marks person ids already stored (read back at start-up).
@@ -156,6 +160,41 @@ impl Rows {
     /// One `camera_health` row per report.
     pub fn add_health(&mut self, h: &CameraHealth) -> Added {
         self.health.push(h.clone());
+        Added {
+            rows: 1,
+            duplicates: 0,
+        }
+    }
+
+    /// True the first time an event id is seen in this run.
+    fn first_time(&mut self, event_id: &str) -> bool {
+        self.seen_events.insert(event_id.to_string())
+    }
+
+    /// One `id_merges` row per merge; re-delivered merges (same id) are ignored.
+    pub fn add_merge(&mut self, m: &IdMerge) -> Added {
+        if !self.first_time(&m.event_id) {
+            return Added {
+                rows: 0,
+                duplicates: 1,
+            };
+        }
+        self.merges.push(m.clone());
+        Added {
+            rows: 1,
+            duplicates: 0,
+        }
+    }
+
+    /// One `tracks` row per track summary; re-delivered ones are ignored.
+    pub fn add_track(&mut self, t: &TrackSummary) -> Added {
+        if !self.first_time(&t.event_id) {
+            return Added {
+                rows: 0,
+                duplicates: 1,
+            };
+        }
+        self.tracks.push(t.clone());
         Added {
             rows: 1,
             duplicates: 0,
@@ -281,6 +320,68 @@ impl Rows {
                 RecordBatch::try_new(Table::Alerts.schema(), columns)?,
             ));
         }
+        for (date, rows) in by_date(std::mem::take(&mut self.merges), |r| r.ts_us) {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.from_person_id),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.into_person_id),
+                )),
+                ts_array(rows.iter().map(|r| r.ts_us)),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.camera_id),
+                )),
+                Arc::new(Float32Array::from_iter_values(
+                    rows.iter().map(|r| r.similarity),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.event_id),
+                )),
+            ];
+            out.push((
+                Table::IdMerges,
+                date,
+                RecordBatch::try_new(Table::IdMerges.schema(), columns)?,
+            ));
+        }
+        for (date, rows) in by_date(std::mem::take(&mut self.tracks), |r| r.first_ts_us) {
+            let f32s = |f: fn(&TrackSummary) -> f32| -> ArrayRef {
+                Arc::new(Float32Array::from_iter_values(rows.iter().map(f)))
+            };
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.camera_id),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.track_id),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.person_id),
+                )),
+                ts_array(rows.iter().map(|r| r.first_ts_us)),
+                ts_array(rows.iter().map(|r| r.last_ts_us.max(r.first_ts_us))),
+                Arc::new(UInt32Array::from_iter_values(
+                    rows.iter().map(|r| r.detections),
+                )),
+                f32s(|r| r.mean_score),
+                f32s(|r| r.first_x),
+                f32s(|r| r.first_y),
+                f32s(|r| r.last_x),
+                f32s(|r| r.last_y),
+                f32s(|r| r.path_px),
+                f32s(|r| r.max_speed_px_s),
+                f32s(|r| r.mean_height_px),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.event_id),
+                )),
+            ];
+            out.push((
+                Table::Tracks,
+                date,
+                RecordBatch::try_new(Table::Tracks.schema(), columns)?,
+            ));
+        }
         Ok(out)
     }
 }
@@ -381,5 +482,51 @@ mod tests {
             ]
         );
         assert_eq!(rows.pending(), 0);
+    }
+
+    #[test]
+    fn merges_and_track_summaries_fill_their_tables_once() {
+        let mut rows = Rows::default();
+        let merge = IdMerge {
+            event_id: "merge:9:4".into(),
+            from_person_id: 9,
+            into_person_id: 4,
+            ts_us: 1_700_000_000_000_000,
+            camera_id: "east".into(),
+            similarity: 0.93,
+            ..Default::default()
+        };
+        let track = TrackSummary {
+            event_id: "east:e:3:summary".into(),
+            camera_id: "east".into(),
+            track_id: 3,
+            person_id: 4,
+            first_ts_us: 1_700_000_000_000_000,
+            // A last time before the first is clamped (exit never precedes enter).
+            last_ts_us: 1_600_000_000_000_000,
+            path_px: 120.5,
+            ..Default::default()
+        };
+        assert_eq!(rows.add_merge(&merge).rows, 1);
+        assert_eq!(rows.add_merge(&merge).duplicates, 1);
+        assert_eq!(rows.add_track(&track).rows, 1);
+        assert_eq!(rows.add_track(&track).duplicates, 1);
+        assert_eq!(rows.pending(), 2);
+        let batches = rows.take_batches().unwrap();
+        let names: Vec<&str> = batches.iter().map(|(t, _, _)| t.name()).collect();
+        assert_eq!(names, vec!["id_merges", "tracks"]);
+        let tracks = &batches[1].2;
+        let last = tracks
+            .column(4)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(last.value(0), 1_700_000_000_000_000);
+        let path = tracks
+            .column(11)
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .unwrap();
+        assert_eq!(path.value(0), 120.5);
     }
 }

@@ -10,7 +10,7 @@ use datafusion::arrow::array::{Array, UInt64Array};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use schemas::v1::{Alert, CameraHealth, FrameDetections, PresenceEvent};
+use schemas::v1::{Alert, CameraHealth, FrameDetections, IdMerge, PresenceEvent, TrackSummary};
 use schemas::{topics, wire};
 use service_kit::kafka::Progress;
 use service_kit::shutdown::Shutdown;
@@ -71,6 +71,8 @@ pub async fn run(
             topics::DETECTIONS,
             topics::CAMERA_HEALTH,
             topics::ALERTS,
+            topics::IDENTITY,
+            topics::TRACKS,
         ],
     )?;
     let writer_id = format!(
@@ -177,6 +179,8 @@ fn add(rows: &mut Rows, message: &BorrowedMessage<'_>) -> Result<Added, wire::De
         topics::DETECTIONS => rows.add_frame(&wire::decode::<FrameDetections>(payload)?),
         topics::CAMERA_HEALTH => rows.add_health(&wire::decode::<CameraHealth>(payload)?),
         topics::ALERTS => rows.add_alert(&wire::decode::<Alert>(payload)?),
+        topics::IDENTITY => rows.add_merge(&wire::decode::<IdMerge>(payload)?),
+        topics::TRACKS => rows.add_track(&wire::decode::<TrackSummary>(payload)?),
         _ => Added::default(),
     })
 }

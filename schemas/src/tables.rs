@@ -27,16 +27,24 @@ pub enum Table {
     CameraHealth,
     /// `alerts(alert_id, rule, severity, camera_id, ...)`: every alert event.
     Alerts,
+    /// `id_merges(from_person_id, into_person_id, ts, ...)`: the tracker found
+    /// two person ids to be one person (rows are never rewritten; apply these).
+    IdMerges,
+    /// `tracks(camera_id, track_id, person_id, first_seen, last_seen, ...)`:
+    /// one summary per finished per-camera track (path length, top speed).
+    Tracks,
 }
 
 impl Table {
     /// Every table, in a stable order.
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 7] = [
         Table::PeoplePresent,
         Table::UniquePeople,
         Table::Frames,
         Table::CameraHealth,
         Table::Alerts,
+        Table::IdMerges,
+        Table::Tracks,
     ];
 
     /// SQL name and directory name.
@@ -47,6 +55,8 @@ impl Table {
             Table::Frames => "frames",
             Table::CameraHealth => "camera_health",
             Table::Alerts => "alerts",
+            Table::IdMerges => "id_merges",
+            Table::Tracks => "tracks",
         }
     }
 
@@ -96,6 +106,31 @@ impl Table {
                 Field::new("ts", ts(), false),
                 Field::new("message", DataType::Utf8, false),
                 Field::new("closed", DataType::Boolean, false),
+            ],
+            Table::IdMerges => vec![
+                Field::new("from_person_id", DataType::UInt64, false),
+                Field::new("into_person_id", DataType::UInt64, false),
+                Field::new("ts", ts(), false),
+                Field::new("camera_id", DataType::Utf8, false),
+                Field::new("similarity", DataType::Float32, false),
+                Field::new("event_id", DataType::Utf8, false),
+            ],
+            Table::Tracks => vec![
+                Field::new("camera_id", DataType::Utf8, false),
+                Field::new("track_id", DataType::UInt64, false),
+                Field::new("person_id", DataType::UInt64, false),
+                Field::new("first_seen", ts(), false),
+                Field::new("last_seen", ts(), false),
+                Field::new("detections", DataType::UInt32, false),
+                Field::new("mean_score", DataType::Float32, false),
+                Field::new("first_x", DataType::Float32, false),
+                Field::new("first_y", DataType::Float32, false),
+                Field::new("last_x", DataType::Float32, false),
+                Field::new("last_y", DataType::Float32, false),
+                Field::new("path_px", DataType::Float32, false),
+                Field::new("max_speed_px_s", DataType::Float32, false),
+                Field::new("mean_height_px", DataType::Float32, false),
+                Field::new("event_id", DataType::Utf8, false),
             ],
         };
         Arc::new(Schema::new(fields))

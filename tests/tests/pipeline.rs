@@ -168,6 +168,22 @@ fn rtsp_cameras_to_sql_answers() {
     let bad = q("SELECT COUNT(*) FROM people_present WHERE exit < enter");
     assert_eq!(int_column(&bad, 0), vec![0]);
 
+    // Every presence interval has its track summary (the tracker emits both
+    // when a track ends), with the same person, camera and times.
+    let unmatched = q("SELECT COUNT(*) FROM people_present p LEFT JOIN tracks t \
+         ON p.camera_id = t.camera_id AND p.track_id = t.track_id AND p.person_id = t.person_id \
+            AND p.enter = t.first_seen AND p.exit = t.last_seen \
+         WHERE t.track_id IS NULL");
+    assert_eq!(int_column(&unmatched, 0), vec![0]);
+    let counts =
+        q("SELECT (SELECT COUNT(*) FROM tracks) AS t, (SELECT COUNT(*) FROM people_present) AS p");
+    assert_eq!(int_column(&counts, 0), int_column(&counts, 1));
+    let bad_tracks = q("SELECT COUNT(*) FROM tracks WHERE detections = 0 OR path_px < 0");
+    assert_eq!(int_column(&bad_tracks, 0), vec![0]);
+    // Merges always keep the older (smaller) id.
+    let bad_merges = q("SELECT COUNT(*) FROM id_merges WHERE from_person_id <= into_person_id");
+    assert_eq!(int_column(&bad_merges, 0), vec![0]);
+
     // Unique people: plausible for 15 s of a courtyard, and consistent tables.
     let unique = int_column(&q("SELECT COUNT(*) FROM unique_people"), 0)[0];
     assert!((2..=60).contains(&unique), "unique people {unique}");
