@@ -288,7 +288,9 @@ pub async fn run(
                 next_offsets.insert(partition, offset + 1);
                 report(&registry, &engine);
             }
-            () = tokio::time::sleep(Duration::from_millis(200)), if drain_deadline.is_some() || checkpoints.is_some() => {}
+            // Idle tick: checkpoints, the silence sweep and the drain check run
+            // even when no message arrives.
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
         if last_sweep.elapsed() >= Duration::from_secs(1) {
             last_sweep = Instant::now();

@@ -284,3 +284,26 @@ fn a_crash_between_checkpoints_replays_the_same_events_under_the_same_ids() {
     let persons: Vec<u64> = events.iter().map(|e| e.person_id).collect();
     assert!(persons.iter().all(|p| (1..=3).contains(p)), "{persons:?}");
 }
+
+#[test]
+fn a_camera_that_stops_sending_has_its_tracks_ended_after_camera_gap_s() {
+    let h = Harness::new();
+    let mut config = h.config(3600.0);
+    config.camera_gap_s = 2.0;
+    // Without checkpoints too, the tracker must notice silence while idle.
+    config.state_dir = None;
+    // Ticks 0–9, then nothing: no end-of-stream marker, no more frames.
+    h.produce((0..10).map(frame));
+    let running = h
+        .runtime
+        .spawn(tracker::run(config, std::future::pending()));
+    let events = h.presence("reader-silence", 4);
+    running.abort();
+    let _ = h.runtime.block_on(running);
+    let summary: Vec<(i32, u64)> = events.iter().map(|e| (e.kind, e.person_id)).collect();
+    let (enter, exit) = (Kind::Enter as i32, Kind::Exit as i32);
+    assert_eq!(summary, vec![(enter, 1), (enter, 2), (exit, 1), (exit, 2)]);
+    for e in &events[2..] {
+        assert_eq!((e.enter_ts_us, e.exit_ts_us), (T0, T0 + 9 * TICK), "{e:?}");
+    }
+}
