@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::assignment::solve_gated_sparse;
 use crate::kalman::{CHI2INV95_4DOF, Gate, KalmanFilter, KalmanState, tlwh_to_xyah};
+use crate::vector::{dot, normalised};
 
 /// Deep SORT's parameters (the paper's values by default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,38 +171,6 @@ impl FeatureGallery {
             .map(|s| dot(s, q))
             .fold(f32::NEG_INFINITY, f32::max);
         best.is_finite().then(|| 1.0 - f64::from(best))
-    }
-}
-
-/// Dot product with eight independent accumulators (vectorises well).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Unit-length copy; empty when `v` is empty, zero or not finite.
-pub fn normalised(v: &[f32]) -> Vec<f32> {
-    let norm = v
-        .iter()
-        .map(|x| f64::from(*x) * f64::from(*x))
-        .sum::<f64>()
-        .sqrt();
-    if norm > 0.0 && norm.is_finite() {
-        v.iter().map(|x| (f64::from(*x) / norm) as f32).collect()
-    } else {
-        Vec::new()
     }
 }
 
@@ -745,7 +714,11 @@ mod tests {
         assert_eq!(ds.track(1).unwrap().time_since_update, 1);
         assert_eq!(ds.track(2).unwrap().time_since_update, 0);
         ds.step(&[det(103.0, 50.0, &RED)]);
-        assert_eq!(ds.track(2).unwrap().time_since_update, 0, "level 1 chooses first");
+        assert_eq!(
+            ds.track(2).unwrap().time_since_update,
+            0,
+            "level 1 chooses first"
+        );
         assert_eq!(ds.track(1).unwrap().time_since_update, 2);
     }
 

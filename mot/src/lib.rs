@@ -11,6 +11,7 @@
 //! - [`rng`]: a small seeded generator (splitmix64) for synthetic data, tests, benchmarks.
 //! - [`synth`]: seeded degradation of ground truth into detections with embeddings.
 //! - [`topology`]: camera adjacency and transit-time gates for re-identification.
+//! - [`vector`]: normalisation and dot products for embeddings.
 
 pub mod assignment;
 pub mod deep_sort;
@@ -21,3 +22,4 @@ pub mod reid;
 pub mod rng;
 pub mod synth;
 pub mod topology;
+pub mod vector;

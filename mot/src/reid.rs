@@ -51,8 +51,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
-use crate::assignment;
 use crate::topology::{Link, Topology, secs_to_us, validate_links};
+use crate::{assignment, vector};
 
 /// Most intervals kept in one id's record (the most recent ones).
 pub const MAX_INTERVALS: usize = 16;
@@ -917,18 +917,8 @@ fn trim(intervals: &mut Vec<Interval>) {
 
 /// The L2-normalised vector, or `None` when empty, non-finite or zero.
 fn unit(v: &[f32]) -> Option<Vec<f32>> {
-    if v.is_empty() || v.iter().any(|x| !x.is_finite()) {
-        return None;
-    }
-    let norm = v
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt();
-    if !(norm > 0.0 && norm.is_finite()) {
-        return None;
-    }
-    Some(v.iter().map(|&x| (f64::from(x) / norm) as f32).collect())
+    let u = vector::normalised(v);
+    (!u.is_empty()).then_some(u)
 }
 
 /// Cosine similarity of two unit vectors; `None` on length mismatch or a
@@ -937,7 +927,7 @@ fn cosine(a: &[f32], b: &[f32]) -> Option<f32> {
     if a.len() != b.len() || a.is_empty() {
         return None;
     }
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let dot = vector::dot(a, b);
     dot.is_finite().then_some(dot)
 }
 

@@ -60,15 +60,7 @@ impl SplitMix64 {
     /// A uniformly random direction in `dim` dimensions, L2-normalised (the
     /// first axis in the vanishingly unlikely case of a zero draw).
     pub fn unit_vector(&mut self, dim: usize) -> Vec<f64> {
-        let mut v: Vec<f64> = (0..dim).map(|_| self.gaussian()).collect();
-        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        if norm > 0.0 && norm.is_finite() {
-            v.iter_mut().for_each(|x| *x /= norm);
-        } else if !v.is_empty() {
-            v.iter_mut().for_each(|x| *x = 0.0);
-            v[0] = 1.0;
-        }
-        v
+        crate::vector::unit_or_first_axis((0..dim).map(|_| self.gaussian()).collect())
     }
 }
 

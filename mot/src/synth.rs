@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::motchallenge::Row;
 use crate::rng::SplitMix64 as Rng;
+use crate::vector::unit_or_first_axis;
 
 /// Jitter (position and size) at full occlusion, relative to a fully visible
 /// box: occluded boxes are localised worse.
@@ -329,19 +330,6 @@ fn covered_fraction(target: &Rect, occluders: &[Rect]) -> f64 {
     (covered / area).clamp(0.0, 1.0)
 }
 
-/// `v / |v|`; a zero or non-finite vector becomes the first axis.
-fn normalized(mut v: Vec<f64>) -> Vec<f64> {
-    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    if norm > 0.0 && norm.is_finite() {
-        v.iter_mut().for_each(|x| *x /= norm);
-    } else {
-        v.iter_mut()
-            .enumerate()
-            .for_each(|(i, x)| *x = if i == 0 { 1.0 } else { 0.0 });
-    }
-    v
-}
-
 /// One splitmix64 step of `x`: decorrelates seeds derived from small numbers.
 fn mix(x: u64) -> u64 {
     Rng::new(x).next_u64()
@@ -491,7 +479,7 @@ fn detect(
             row.frame,
             [cx - w / 2.0, cy - h / 2.0, w, h],
             score,
-            normalized(embedding),
+            unit_or_first_axis(embedding),
         )?,
         truth: Some(row.id),
         occlusion,

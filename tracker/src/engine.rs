@@ -521,7 +521,7 @@ mod tests {
             height: 100.0,
             score: 0.9,
             class_id: 0,
-            embedding: Some(schemas::embedding::quantise(&mot::deep_sort::normalised(
+            embedding: Some(schemas::embedding::quantise(&mot::vector::normalised(
                 &appearance,
             ))),
         }
@@ -686,7 +686,7 @@ mod tests {
                             score: 0.9,
                             class_id: 0,
                             embedding: Some(schemas::embedding::quantise(
-                                &mot::deep_sort::normalised(&feature),
+                                &mot::vector::normalised(&feature),
                             )),
                         });
                     }
