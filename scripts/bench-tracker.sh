@@ -50,15 +50,8 @@ done
 
 # Reinstalled from scratch only when tools/peer-requirements.txt changes.
 PEER_VENV="$ARGUS_CACHE/peer-venv"
-PEER_REQUIREMENTS="$ROOT/tools/peer-requirements.txt"
-PEER_STAMP="$PEER_VENV/.requirements.sha256"
-want="$(sha256sum "$PEER_REQUIREMENTS" | cut -d' ' -f1)"
-if [ ! -x "$PEER_VENV/bin/python" ] || [ "$(cat "$PEER_STAMP" 2>/dev/null)" != "$want" ]; then
-  log "installing the Python peer (deep-sort-realtime) into $PEER_VENV"
-  python3 -m venv --clear "$PEER_VENV"
-  "$PEER_VENV/bin/pip" install -q --disable-pip-version-check -r "$PEER_REQUIREMENTS"
-  echo "$want" > "$PEER_STAMP"
-fi
+# shellcheck source=python-venv.sh
+source scripts/python-venv.sh "$PEER_VENV" "$ROOT/tools/peer-requirements.txt"
 PY="$PEER_VENV/bin/python"
 
 # ---------------------------------------------------------------- build

@@ -85,7 +85,7 @@ EOF
 # person measures 0.80-0.92 cosine similarity, so Deep SORT's 0.2 distance gate
 # (the paper's, for a re-id network) splits tracks; 0.3 splits fewer of them.
 printf '[kafka]\nbootstrap_servers = "%s"\n\n[tracking]\nmax_cosine_distance = 0.3\n' "$BOOTSTRAP" > "$OUT/tracker.toml"
-printf 'data_dir = "tables"\nflush_interval_s = 5.0\n\n[kafka]\nbootstrap_servers = "%s"\n' "$BOOTSTRAP" > "$OUT/aggregator.toml"
+printf 'data_dir = "tables"\nflush_interval_s = 5.0\n\n[kafka]\nbootstrap_servers = "%s"\n\n[[departments]]\nname = "west side"\ncameras = ["west"]\n\n[[departments]]\nname = "east side"\ncameras = ["east"]\n' "$BOOTSTRAP" > "$OUT/aggregator.toml"
 
 say "starting tracker and aggregator"
 "$BIN/tracker" run --config "$OUT/tracker.toml" 2> "$OUT/logs/tracker.log" &
@@ -113,3 +113,9 @@ echo "=================== Answers, computed by SQL over the Parquet tables =====
   "SELECT camera_id, COUNT(*) AS visits, COUNT(DISTINCT person_id) AS people, ROUND(AVG(date_part('epoch', exit) - date_part('epoch', enter)), 1) AS avg_dwell_s FROM people_present GROUP BY camera_id ORDER BY camera_id" \
   "SELECT from_camera, to_camera, COUNT(*) AS transitions, COUNT(DISTINCT person_id) AS people FROM transitions GROUP BY from_camera, to_camera ORDER BY from_camera, to_camera" \
   "SELECT COUNT(*) AS people_seen_on_every_camera FROM (SELECT person_id FROM people_present GROUP BY person_id HAVING COUNT(DISTINCT camera_id) = (SELECT COUNT(DISTINCT camera_id) FROM frames))"
+
+TODAY="$(date -u +%F)"
+echo
+echo "=================== Canned reports (departments: west side = camera west, east side = camera east) ==================="
+"$BIN/aggregator" report --config "$OUT/aggregator.toml" transitions --since "$TODAY"
+"$BIN/aggregator" report --config "$OUT/aggregator.toml" coverage --day "$TODAY"

@@ -24,6 +24,87 @@ pub struct AggregatorConfig {
     /// Seconds allowed on shutdown to finish reading what was already written.
     #[serde(default = "default_drain_s")]
     pub drain_timeout_s: f64,
+    /// How long event ids are remembered to drop re-delivered events (a
+    /// tracker replaying after a crash). Ids of the stored rows of this
+    /// window are read back at start-up.
+    #[serde(default = "default_dedup_window_s")]
+    pub dedup_window_s: f64,
+    /// Small-file compaction.
+    #[serde(default)]
+    pub compaction: CompactionConfig,
+    /// Days of partitions to keep (by partition date, UTC); 0 keeps everything.
+    #[serde(default)]
+    pub retention_days: u32,
+    /// Camera → department (zone) mapping for the canned reports.
+    #[serde(default)]
+    pub departments: Vec<Department>,
+    /// Memory all running queries of the HTTP API may hold together, MiB; a
+    /// query that needs more fails alone.
+    #[serde(default = "default_query_memory_limit_mb")]
+    pub query_memory_limit_mb: u64,
+    /// The analysts' HTTP API (`POST /sql`, `GET /reports/...`); off when absent.
+    #[serde(default)]
+    pub http: Option<crate::http::HttpSettings>,
+}
+
+const fn default_query_memory_limit_mb() -> u64 {
+    1024
+}
+
+/// A department (or zone) and the cameras that watch it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Department {
+    /// Name used in reports, e.g. "electronics".
+    pub name: String,
+    /// Camera ids; a camera belongs to at most one department.
+    pub cameras: Vec<String>,
+}
+
+/// When and how small Parquet files are merged.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactionConfig {
+    /// Seconds between maintenance passes (compaction, retention, deletes).
+    #[serde(default = "default_compact_interval_s")]
+    pub interval_s: f64,
+    /// A partition is compacted once it holds this many small files.
+    #[serde(default = "default_compact_min_files")]
+    pub min_files: usize,
+    /// Files with fewer rows are "small"; compacted files hold at most this many.
+    #[serde(default = "default_compact_target_rows")]
+    pub target_rows: u64,
+    /// Seconds a replaced file stays on storage for queries that already listed it.
+    #[serde(default = "default_delete_grace_s")]
+    pub delete_grace_s: f64,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            interval_s: default_compact_interval_s(),
+            min_files: default_compact_min_files(),
+            target_rows: default_compact_target_rows(),
+            delete_grace_s: default_delete_grace_s(),
+        }
+    }
+}
+
+const fn default_compact_interval_s() -> f64 {
+    300.0
+}
+const fn default_compact_min_files() -> usize {
+    8
+}
+const fn default_compact_target_rows() -> u64 {
+    1_000_000
+}
+const fn default_delete_grace_s() -> f64 {
+    300.0
+}
+/// Two days: longer than any tracker outage we expect to be replayed.
+const fn default_dedup_window_s() -> f64 {
+    172_800.0
 }
 
 fn default_group() -> String {
@@ -38,6 +119,9 @@ const fn default_drain_s() -> f64 {
 }
 
 impl AggregatorConfig {
+    /// Default of [`AggregatorConfig::dedup_window_s`].
+    pub const DEFAULT_DEDUP_WINDOW_S: f64 = default_dedup_window_s();
+
     /// Defaults for everything but the broker and the data directory.
     pub fn new(kafka: KafkaSettings, data_dir: PathBuf) -> Self {
         AggregatorConfig {
@@ -46,6 +130,12 @@ impl AggregatorConfig {
             data_dir,
             flush_interval_s: default_flush_s(),
             drain_timeout_s: default_drain_s(),
+            dedup_window_s: default_dedup_window_s(),
+            compaction: CompactionConfig::default(),
+            retention_days: 0,
+            departments: Vec::new(),
+            query_memory_limit_mb: default_query_memory_limit_mb(),
+            http: None,
         }
     }
 
@@ -57,6 +147,11 @@ impl AggregatorConfig {
             .unwrap_or(Path::new("."))
             .join(&config.data_dir);
         config.kafka.apply_env();
+        if let Ok(token) = std::env::var("ARGUS_HTTP_TOKEN")
+            && let Some(http) = &mut config.http
+        {
+            http.token = Some(token);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -74,6 +169,56 @@ impl AggregatorConfig {
         p.check(self.drain_timeout_s >= 0.0, || {
             "drain_timeout_s must be >= 0".into()
         });
+        p.check(self.dedup_window_s >= 0.0, || {
+            "dedup_window_s must be >= 0".into()
+        });
+        let c = &self.compaction;
+        p.check(c.interval_s > 0.0, || {
+            "compaction.interval_s must be > 0".into()
+        });
+        p.check(c.min_files >= 2, || {
+            "compaction.min_files must be >= 2".into()
+        });
+        p.check(c.target_rows > 0, || {
+            "compaction.target_rows must be > 0".into()
+        });
+        p.check(c.delete_grace_s >= 0.0, || {
+            "compaction.delete_grace_s must be >= 0".into()
+        });
+        p.check(self.query_memory_limit_mb > 0, || {
+            "query_memory_limit_mb must be > 0".into()
+        });
+        if let Some(http) = &self.http {
+            for problem in http.validate() {
+                p.check(false, || format!("http: {problem}"));
+            }
+        }
+        let mut owner = std::collections::HashMap::new();
+        for (i, d) in self.departments.iter().enumerate() {
+            p.check(!d.name.trim().is_empty(), || {
+                format!("departments[{i}].name is empty")
+            });
+            p.check(!d.cameras.is_empty(), || {
+                format!("department {:?} has no cameras", d.name)
+            });
+            for camera in &d.cameras {
+                if let Some(other) = owner.insert(camera.as_str(), d.name.as_str()) {
+                    p.check(false, || {
+                        format!(
+                            "camera {camera:?} is in departments {other:?} and {:?}",
+                            d.name
+                        )
+                    });
+                }
+            }
+        }
+        let mut names: Vec<_> = self.departments.iter().map(|d| d.name.as_str()).collect();
+        names.sort_unstable();
+        for pair in names.windows(2) {
+            p.check(pair[0] != pair[1], || {
+                format!("department {:?} is listed twice", pair[0])
+            });
+        }
         p.finish()
     }
 }
@@ -90,6 +235,8 @@ mod tests {
         assert_eq!(config.flush_interval_s, default_flush_s());
         assert_eq!(config.drain_timeout_s, default_drain_s());
         assert_eq!(config.group_id, default_group());
+        assert_eq!(config.compaction, CompactionConfig::default());
+        assert_eq!(config.departments.len(), 2);
         let bad = AggregatorConfig {
             flush_interval_s: 0.0,
             group_id: String::new(),
@@ -100,5 +247,37 @@ mod tests {
             err.contains("flush_interval_s") && err.contains("group_id"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn department_mistakes_are_all_reported() {
+        let config: AggregatorConfig = toml::from_str(
+            r#"
+            data_dir = "t"
+            [kafka]
+            bootstrap_servers = "k:9092"
+            [[departments]]
+            name = "a"
+            cameras = ["c1", "c2"]
+            [[departments]]
+            name = "b"
+            cameras = ["c2"]
+            [[departments]]
+            name = "a"
+            cameras = []
+            [compaction]
+            min_files = 1
+            "#,
+        )
+        .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        for needle in [
+            "camera \"c2\" is in departments \"a\" and \"b\"",
+            "department \"a\" has no cameras",
+            "department \"a\" is listed twice",
+            "compaction.min_files",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
     }
 }

@@ -1,23 +1,36 @@
-//! SQL over the Parquet tables with DataFusion.
+//! SQL over the committed Parquet tables with DataFusion.
 //!
-//! Every table of `schemas::tables` is registered (with its `date` partition
-//! column), plus the `transitions` view: consecutive presence intervals of the
-//! same person at different cameras, `(person_id, from_camera, to_camera,
-//! left_at, arrived_at)`.
+//! Stored tables are registered under [`Table::sql_name`] (with their `date`
+//! partition column) and read through the manifest's committed view, so new
+//! commits are visible to the next query without a restart and uncommitted
+//! or replaced files never are. Analysts query the views:
+//!
+//! - `person_alias(person_id, canonical_id)`: every merged-away id and the id
+//!   it finally became (merge chains followed).
+//! - `people_present`, `unique_people`, `tracks`: the stored rows with merges
+//!   applied (`people_present.tracked_person_id` keeps the id as tracked).
+//! - `transitions(person_id, from_camera, to_camera, left_at, arrived_at)`:
+//!   consecutive visits of a person at different cameras.
+//! - `camera_health(camera_id, state, from, to)`: health reports as intervals.
+//! - `departments(camera_id, department)`: the configured mapping.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::SessionContext;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use schemas::tables::Table;
 
-use crate::store::table_dir;
+use crate::config::Department;
+use crate::store::{Storage, StoreError};
 
 /// A query could not be answered.
 #[derive(Debug, thiserror::Error)]
@@ -25,52 +38,187 @@ pub enum QueryError {
     /// The SQL is invalid or failed (message from DataFusion).
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
-    /// The data directory could not be prepared.
-    #[error("data directory {path}: {source}")]
-    Io {
-        /// Path involved.
-        path: String,
-        /// I/O error.
-        source: std::io::Error,
-    },
+    /// The storage could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// Results could not be rendered.
     #[error("formatting results: {0}")]
     Format(#[from] datafusion::arrow::error::ArrowError),
 }
 
-/// Definition of the `transitions` view.
-pub const TRANSITIONS_VIEW: &str = "CREATE VIEW transitions AS \
-    SELECT person_id, from_camera, to_camera, left_at, arrived_at FROM ( \
-      SELECT person_id, \
-             LAG(camera_id) OVER (PARTITION BY person_id ORDER BY enter, exit) AS from_camera, \
-             camera_id AS to_camera, \
-             LAG(exit) OVER (PARTITION BY person_id ORDER BY enter, exit) AS left_at, \
-             enter AS arrived_at \
-      FROM people_present) AS visits \
-    WHERE from_camera IS NOT NULL AND from_camera <> to_camera";
+/// How a query session is set up.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Memory a session's queries may hold at once (bytes); `None`: unlimited.
+    pub memory_limit_bytes: Option<usize>,
+    /// Camera → department mapping, registered as `departments`.
+    pub departments: Vec<Department>,
+}
 
-/// A session with every table under `data_dir` registered.
+/// Views over the stored tables, in creation order (DataFusion dialect).
+pub const VIEWS: [(&str, &str); 6] = [
+    (
+        "person_alias",
+        "WITH RECURSIVE chain(person_id, canonical_id, depth) AS ( \
+           SELECT from_person_id, into_person_id, 1 FROM id_merges \
+           UNION ALL \
+           SELECT c.person_id, m.into_person_id, c.depth + 1 \
+           FROM chain c JOIN id_merges m ON c.canonical_id = m.from_person_id \
+           WHERE c.depth < 64) \
+         SELECT person_id, canonical_id FROM ( \
+           SELECT person_id, canonical_id, ROW_NUMBER() OVER ( \
+             PARTITION BY person_id ORDER BY depth DESC, canonical_id) AS rn \
+           FROM chain) AS ranked \
+         WHERE rn = 1",
+    ),
+    (
+        "people_present",
+        "SELECT COALESCE(a.canonical_id, p.person_id) AS person_id, p.camera_id, p.enter, p.exit, \
+                p.track_id, p.detections, p.mean_score, p.event_id, \
+                p.person_id AS tracked_person_id, p.date \
+         FROM people_present_raw p LEFT JOIN person_alias a ON p.person_id = a.person_id",
+    ),
+    (
+        "unique_people",
+        "SELECT COALESCE(a.canonical_id, u.id) AS id, MIN(u.first_seen) AS first_seen, \
+                FIRST_VALUE(u.first_camera ORDER BY u.first_seen, u.id) AS first_camera, \
+                COUNT(DISTINCT u.id) AS tracked_ids \
+         FROM unique_people_raw u LEFT JOIN person_alias a ON u.id = a.person_id \
+         GROUP BY COALESCE(a.canonical_id, u.id)",
+    ),
+    (
+        "tracks",
+        "SELECT t.camera_id, t.track_id, COALESCE(a.canonical_id, t.person_id) AS person_id, \
+                t.first_seen, t.last_seen, t.detections, t.mean_score, t.first_x, t.first_y, \
+                t.last_x, t.last_y, t.path_px, t.max_speed_px_s, t.mean_height_px, t.event_id, \
+                t.person_id AS tracked_person_id, t.date \
+         FROM tracks_raw t LEFT JOIN person_alias a ON t.person_id = a.person_id",
+    ),
+    (
+        "transitions",
+        "SELECT person_id, from_camera, to_camera, left_at, arrived_at FROM ( \
+           SELECT person_id, \
+                  LAG(camera_id) OVER (PARTITION BY person_id ORDER BY enter, exit) AS from_camera, \
+                  camera_id AS to_camera, \
+                  LAG(exit) OVER (PARTITION BY person_id ORDER BY enter, exit) AS left_at, \
+                  enter AS arrived_at \
+           FROM people_present) AS visits \
+         WHERE from_camera IS NOT NULL AND from_camera <> to_camera",
+    ),
+    (
+        "camera_health",
+        "SELECT camera_id, state, \"from\", \
+                COALESCE(LEAD(\"from\") OVER (PARTITION BY camera_id ORDER BY \"from\"), last_report) AS \"to\" \
+         FROM (SELECT camera_id, state, since AS \"from\", MAX(ts) AS last_report \
+               FROM camera_health_reports GROUP BY camera_id, state, since) AS states",
+    ),
+];
+
+/// A session over a local data directory, with default options.
 pub async fn context(data_dir: &Path) -> Result<SessionContext, QueryError> {
-    let ctx = SessionContext::new();
+    open(&Storage::local(data_dir)?, &QueryOptions::default()).await
+}
+
+/// A session over `storage` with every table and view registered.
+pub async fn open(storage: &Storage, options: &QueryOptions) -> Result<SessionContext, QueryError> {
+    // DataFusion caches directory listings forever by default; the committed
+    // view must be asked on every query, so the cache is off.
+    let mut runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0));
+    if let Some(bytes) = options.memory_limit_bytes {
+        runtime = runtime.with_memory_limit(bytes, 1.0);
+    }
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime.build_arc()?);
+    ctx.register_object_store(storage.base_url(), storage.committed_view());
     for table in Table::ALL {
-        let dir = table_dir(data_dir, table);
-        std::fs::create_dir_all(&dir).map_err(|source| QueryError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let dir = std::fs::canonicalize(&dir).map_err(|source| QueryError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        let listing = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
-        let url = format!("{}/", dir.display());
-        ctx.register_listing_table(table.name(), url, options, Some(table.schema()), None)
+        ctx.register_listing_table(
+            table.sql_name(),
+            storage.table_url(table),
+            listing,
+            Some(table.schema()),
+            None,
+        )
+        .await?;
+    }
+    ctx.register_table(
+        "departments",
+        Arc::new(departments_table(&options.departments)?),
+    )?;
+    for (name, body) in VIEWS {
+        ctx.sql(&format!("CREATE VIEW {name} AS {body}"))
+            .await?
+            .collect()
             .await?;
     }
-    ctx.sql(TRANSITIONS_VIEW).await?.collect().await?;
     Ok(ctx)
+}
+
+/// `departments(camera_id, department)` from the configuration.
+fn departments_table(departments: &[Department]) -> Result<MemTable, QueryError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("camera_id", DataType::Utf8, false),
+        Field::new("department", DataType::Utf8, false),
+    ]));
+    let pairs: Vec<(&str, &str)> = departments
+        .iter()
+        .flat_map(|d| d.cameras.iter().map(|c| (c.as_str(), d.name.as_str())))
+        .collect();
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| p.0))),
+            Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| p.1))),
+        ],
+    )?;
+    Ok(MemTable::try_new(schema, vec![vec![batch]])?)
+}
+
+/// DuckDB statements that set up the same tables and views over the same
+/// Parquet files under the local directory `root` (for the side-by-side
+/// benchmark). Only the stored tables in `tables` are declared (DuckDB
+/// refuses a glob without files), with the views that need only those.
+pub fn duckdb_setup(root: &Path, tables: &[Table], departments: &[Department]) -> String {
+    let mut sql = String::from("SET TimeZone = 'UTC';\n");
+    for table in tables {
+        sql.push_str(&format!(
+            "CREATE VIEW {} AS SELECT * FROM read_parquet('{}/{}/*/*.parquet', \
+             hive_partitioning = true, hive_types = {{'date': VARCHAR}});\n",
+            table.sql_name(),
+            root.display(),
+            table.name()
+        ));
+    }
+    sql.push_str("CREATE TABLE departments (camera_id VARCHAR, department VARCHAR);\n");
+    for d in departments {
+        for camera in &d.cameras {
+            sql.push_str(&format!(
+                "INSERT INTO departments VALUES ('{}', '{}');\n",
+                camera.replace('\'', "''"),
+                d.name.replace('\'', "''")
+            ));
+        }
+    }
+    let needs = |view: &str| -> &[Table] {
+        match view {
+            "person_alias" => &[Table::IdMerges],
+            "people_present" | "transitions" => &[Table::IdMerges, Table::PeoplePresent],
+            "unique_people" => &[Table::IdMerges, Table::UniquePeople],
+            "tracks" => &[Table::IdMerges, Table::Tracks],
+            "camera_health" => &[Table::CameraHealth],
+            _ => &[],
+        }
+    };
+    for (name, body) in VIEWS {
+        // unique_people's FIRST_VALUE(... ORDER BY ...) aggregate is DataFusion's spelling.
+        if name == "unique_people" || !needs(name).iter().all(|t| tables.contains(t)) {
+            continue;
+        }
+        sql.push_str(&format!("CREATE VIEW {name} AS {body};\n"));
+    }
+    sql
 }
 
 /// Runs one statement and returns its batches.

@@ -3,7 +3,7 @@
 //! Rows are grouped by UTC date (the Hive partition `date=YYYY-MM-DD`) of
 //! their main timestamp when they are turned into batches.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -60,7 +60,11 @@ struct FrameRow {
     model_id: String,
 }
 
-/// Buffered rows of every table, waiting for the next flush.
+/// Buffered rows of every table, waiting for the next flush, and the
+/// memory of recent event ids and person ids that drops re-delivered events.
+///
+/// That memory is bounded by time: [`Rows::prune`] forgets ids whose event
+/// time is more than the dedup window older than the newest event seen.
 #[derive(Debug, Default)]
 pub struct Rows {
     presence: Vec<Presence>,
@@ -70,8 +74,12 @@ pub struct Rows {
     alerts: Vec<Alert>,
     merges: Vec<IdMerge>,
     tracks: Vec<TrackSummary>,
-    known_people: HashSet<u64>,
-    seen_events: HashSet<String>,
+    /// Person id → newest time it was seen.
+    known_people: HashMap<u64, i64>,
+    /// Event id → its event time.
+    seen_events: HashMap<String, i64>,
+    newest_ts: i64,
+    window_us: i64,
 }
 
 /// What an event changed, for counting.
@@ -95,22 +103,81 @@ impl Rows {
             + self.tracks.len()
     }
 
-    /// Marks person ids already stored (read back at start-up).
-    pub fn know_people(&mut self, ids: impl IntoIterator<Item = u64>) {
-        self.known_people.extend(ids);
+    /// Buffers that remember event ids for `window_s` seconds of event time.
+    pub fn new(window_s: f64) -> Self {
+        Rows {
+            window_us: (window_s * 1e6).clamp(0.0, i64::MAX as f64) as i64,
+            newest_ts: i64::MIN,
+            ..Rows::default()
+        }
+    }
+
+    /// Marks person ids already stored, with the time they were seen (read back at start-up).
+    pub fn know_people(&mut self, ids: impl IntoIterator<Item = (u64, i64)>) {
+        for (id, ts) in ids {
+            self.see_person(id, ts);
+        }
+    }
+
+    /// Marks event ids already stored, with their event times (read back at start-up).
+    pub fn know_events(&mut self, ids: impl IntoIterator<Item = (String, i64)>) {
+        for (id, ts) in ids {
+            self.first_time(id, ts);
+        }
+    }
+
+    /// Event ids and person ids remembered.
+    pub fn remembered(&self) -> (usize, usize) {
+        (self.seen_events.len(), self.known_people.len())
+    }
+
+    /// Forgets ids older than the window before the newest event time.
+    pub fn prune(&mut self) {
+        let horizon = self.newest_ts.saturating_sub(self.window_us);
+        self.seen_events.retain(|_, ts| *ts >= horizon);
+        self.known_people.retain(|_, ts| *ts >= horizon);
+    }
+
+    /// True if the person was not seen within the window; records the sighting.
+    fn see_person(&mut self, id: u64, ts: i64) -> bool {
+        self.newest_ts = self.newest_ts.max(ts);
+        match self.known_people.insert(id, ts) {
+            None => true,
+            Some(previous) => {
+                self.known_people.insert(id, previous.max(ts));
+                false
+            }
+        }
+    }
+
+    /// True the first time an event id is seen within the window.
+    fn first_time(&mut self, event_id: String, ts: i64) -> bool {
+        self.newest_ts = self.newest_ts.max(ts);
+        match self.seen_events.entry(event_id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(ts);
+                true
+            }
+        }
     }
 
     /// An ENTER adds the person to `unique_people` if new; an EXIT adds the
     /// closed interval to `people_present`. Re-delivered events (same id) are ignored.
     pub fn add_presence(&mut self, e: &PresenceEvent) -> Added {
-        if !self.seen_events.insert(e.event_id.clone()) {
+        let ts = if e.kind == Kind::Exit as i32 {
+            e.exit_ts_us
+        } else {
+            e.enter_ts_us
+        };
+        if !self.first_time(e.event_id.clone(), ts) {
             return Added {
                 rows: 0,
                 duplicates: 1,
             };
         }
         let mut rows = 0;
-        if self.known_people.insert(e.person_id) {
+        if self.see_person(e.person_id, ts) {
             self.people.push(Person {
                 id: e.person_id,
                 first_seen: e.enter_ts_us,
@@ -166,14 +233,9 @@ impl Rows {
         }
     }
 
-    /// True the first time an event id is seen in this run.
-    fn first_time(&mut self, event_id: &str) -> bool {
-        self.seen_events.insert(event_id.to_string())
-    }
-
     /// One `id_merges` row per merge; re-delivered merges (same id) are ignored.
     pub fn add_merge(&mut self, m: &IdMerge) -> Added {
-        if !self.first_time(&m.event_id) {
+        if !self.first_time(m.event_id.clone(), m.ts_us) {
             return Added {
                 rows: 0,
                 duplicates: 1,
@@ -188,7 +250,7 @@ impl Rows {
 
     /// One `tracks` row per track summary; re-delivered ones are ignored.
     pub fn add_track(&mut self, t: &TrackSummary) -> Added {
-        if !self.first_time(&t.event_id) {
+        if !self.first_time(t.event_id.clone(), t.last_ts_us) {
             return Added {
                 rows: 0,
                 duplicates: 1,
@@ -201,8 +263,14 @@ impl Rows {
         }
     }
 
-    /// One `alerts` row per alert event.
+    /// One `alerts` row per alert event (raised, then closed); re-delivered ones are ignored.
     pub fn add_alert(&mut self, a: &Alert) -> Added {
+        if !self.first_time(alert_key(&a.alert_id, a.closed), a.ts_us) {
+            return Added {
+                rows: 0,
+                duplicates: 1,
+            };
+        }
         self.alerts.push(a.clone());
         Added {
             rows: 1,
@@ -384,6 +452,14 @@ impl Rows {
         }
         Ok(out)
     }
+}
+
+/// Dedup key of an alert event: its id and whether it closes the alert.
+pub fn alert_key(alert_id: &str, closed: bool) -> String {
+    format!(
+        "alert:{alert_id}:{}",
+        if closed { "closed" } else { "open" }
+    )
 }
 
 fn presence_batch(rows: &[Presence]) -> Result<RecordBatch, ArrowError> {

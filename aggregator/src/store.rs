@@ -1,79 +1,419 @@
-//! Parquet files of the aggregator's tables.
+//! Where the tables live: an `object_store` (local directory by default, any
+//! S3-compatible store by config), Parquet encoding, and the committed view
+//! that hides every file the manifest does not list.
 //!
-//! Layout: `<data_dir>/<table>/date=YYYY-MM-DD/part-<writer>-<seq>.parquet`
-//! (Hive-style date partitions, so a day's query reads one directory). Each
-//! file is written to a temporary name, synced and renamed into place, so a
-//! process killed mid-write leaves no partial file visible to queries, and
-//! the Kafka offsets of its rows are committed only afterwards.
+//! Layout under the storage root:
+//! `<table>/date=YYYY-MM-DD/part-<writer>-<seq>.parquet` (Hive-style date
+//! partitions, rows sorted by the table's time column, 64 Ki-row groups with
+//! page statistics) and `_manifest/` (see [`crate::manifest`]).
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
 
+use async_trait::async_trait;
+use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::{
+    SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
 use schemas::tables::Table;
+use url::Url;
 
-/// A file could not be written.
+use crate::manifest::{FileEntry, Manifest, ManifestError, State};
+
+/// Storage could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// File-system error.
+    /// Local file-system error (creating the root directory).
     #[error("{path}: {source}")]
     Io {
         /// Path involved.
-        path: PathBuf,
+        path: std::path::PathBuf,
         /// I/O error.
         source: std::io::Error,
     },
-    /// Parquet encoding error.
+    /// The object store refused an operation.
+    #[error("object store: {0}")]
+    Object(#[from] object_store::Error),
+    /// Parquet encoding or decoding failed.
     #[error("parquet {path}: {source}")]
     Parquet {
-        /// Path involved.
-        path: PathBuf,
-        /// Encoder error.
+        /// Object involved.
+        path: String,
+        /// Codec error.
         source: datafusion::parquet::errors::ParquetError,
     },
+    /// Sorting or concatenating record batches failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    /// The storage URL or its options are invalid.
+    #[error("storage {0}")]
+    Config(String),
 }
 
 /// Rows per row group: ~1 MiB groups for these narrow tables.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 
-/// Directory of a table.
-pub fn table_dir(data_dir: &Path, table: Table) -> PathBuf {
-    data_dir.join(table.name())
+/// An opened storage root.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    /// Scheme and authority DataFusion resolves the store by (`file:///`, `s3://bucket/`).
+    base: Url,
 }
 
-/// Writes one batch as a new Parquet file and returns its final path.
-pub fn write_batch(
-    data_dir: &Path,
-    table: Table,
-    date: &str,
-    batch: &RecordBatch,
-    file_stem: &str,
-) -> Result<PathBuf, StoreError> {
-    let dir = table_dir(data_dir, table).join(format!("date={date}"));
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| StoreError::Io { path, source }
+impl Storage {
+    /// A local directory (created if missing).
+    pub fn local(dir: &std::path::Path) -> Result<Self, StoreError> {
+        let io = |source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let dir = std::fs::canonicalize(dir).map_err(io)?;
+        Ok(Storage {
+            store: Arc::new(object_store::local::LocalFileSystem::new()),
+            root: Path::from_absolute_path(&dir)
+                .map_err(|e| StoreError::Config(format!("{}: {e}", dir.display())))?,
+            base: Url::parse("file:///").map_err(|e| StoreError::Config(e.to_string()))?,
+        })
+    }
+
+    /// Any object store, e.g. S3, with the tables under `root`; `base` is the
+    /// URL DataFusion knows the store by (`s3://bucket/`).
+    pub fn new(store: Arc<dyn ObjectStore>, base: Url, root: Path) -> Self {
+        Storage { store, root, base }
+    }
+
+    /// The raw object store (every file, committed or not).
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// Scheme and authority of the store, for registering it with DataFusion.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// The storage root inside the store.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The commit log of this root.
+    pub fn manifest(&self) -> Manifest {
+        Manifest::new(self.store(), &self.root)
+    }
+
+    /// Absolute object path of a path relative to the root.
+    pub fn path(&self, relative: &str) -> Path {
+        let mut parts: Vec<_> = self.root.parts().collect();
+        let relative = Path::from(relative);
+        parts.extend(relative.parts());
+        Path::from_iter(parts)
+    }
+
+    /// URL of a table's directory, as DataFusion lists it.
+    pub fn table_url(&self, table: Table) -> String {
+        format!("{}{}/", self.base, self.path(table.name()))
+    }
+
+    /// A view of the store in which table files appear only once committed.
+    pub fn committed_view(&self) -> Arc<CommittedView> {
+        Arc::new(CommittedView::new(self))
+    }
+
+    /// Sorts a batch by the table's time column, encodes it as Parquet and
+    /// stores it (not yet visible: the caller commits the returned entry).
+    pub async fn put_parquet(
+        &self,
+        table: Table,
+        date: &str,
+        stem: &str,
+        batch: &RecordBatch,
+    ) -> Result<FileEntry, StoreError> {
+        let relative = format!("{}/date={date}/part-{stem}.parquet", table.name());
+        let batch = sort_by_time(table, batch)?;
+        let bytes = encode_parquet(&batch).map_err(|source| StoreError::Parquet {
+            path: relative.clone(),
+            source,
+        })?;
+        let size = bytes.len() as u64;
+        self.store
+            .put(&self.path(&relative), PutPayload::from(bytes))
+            .await?;
+        Ok(FileEntry {
+            path: relative,
+            table: table.name().to_string(),
+            date: date.to_string(),
+            rows: batch.num_rows() as u64,
+            bytes: size,
+        })
+    }
+
+    /// Reads a stored Parquet file back into one batch.
+    pub async fn read_parquet(&self, relative: &str) -> Result<RecordBatch, StoreError> {
+        let bytes = self.store.get(&self.path(relative)).await?.bytes().await?;
+        let parquet = |source| StoreError::Parquet {
+            path: relative.to_string(),
+            source,
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(parquet)?
+            .build()
+            .map_err(parquet)?;
+        let schema = datafusion::arrow::array::RecordBatchReader::schema(&reader);
+        let batches = reader.collect::<Result<Vec<_>, _>>()?;
+        Ok(concat_batches(&schema, &batches)?)
+    }
+
+    /// Deletes objects (relative paths); missing ones are fine.
+    pub async fn delete(&self, relative: &[String]) -> Result<(), StoreError> {
+        for path in relative {
+            match self.store.delete(&self.path(path)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every object under the table directories that `state` does
+    /// not list: files of a flush that crashed before its commit, files a
+    /// compaction replaced, leftovers of interrupted uploads. Writer start-up only.
+    pub async fn sweep_uncommitted(&self, state: &State) -> Result<Vec<String>, StoreError> {
+        let mut orphans = Vec::new();
+        for table in Table::ALL {
+            let metas: Vec<ObjectMeta> = self
+                .store
+                .list(Some(&self.path(table.name())))
+                .try_collect()
+                .await?;
+            for meta in metas {
+                if let Some(relative) = relative_to(&self.root, &meta.location)
+                    && !state.is_live(&relative)
+                {
+                    orphans.push(relative);
+                }
+            }
+        }
+        self.delete(&orphans).await?;
+        Ok(orphans)
+    }
+}
+
+/// `location` relative to `root`, if inside it.
+fn relative_to(root: &Path, location: &Path) -> Option<String> {
+    let mut parts = location.parts();
+    for part in root.parts() {
+        if parts.next()? != part {
+            return None;
+        }
+    }
+    let rest: Vec<_> = parts.map(|p| p.as_ref().to_string()).collect();
+    (!rest.is_empty()).then(|| rest.join("/"))
+}
+
+/// The batch sorted by the table's time column (stable for equal times).
+pub fn sort_by_time(table: Table, batch: &RecordBatch) -> Result<RecordBatch, StoreError> {
+    let Ok(index) = batch.schema().index_of(table.time_column()) else {
+        return Ok(batch.clone());
     };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let path = dir.join(format!("part-{file_stem}.parquet"));
-    let tmp = dir.join(format!(".part-{file_stem}.parquet.tmp"));
-    let file = File::create(&tmp).map_err(io(&tmp))?;
+    let indices = lexsort_to_indices(
+        &[SortColumn {
+            values: Arc::clone(batch.column(index)),
+            options: None,
+        }],
+        None,
+    )?;
+    Ok(take_record_batch(batch, &indices)?)
+}
+
+/// Parquet bytes of a batch: zstd, 64 Ki-row groups, page statistics.
+pub fn encode_parquet(
+    batch: &RecordBatch,
+) -> Result<Bytes, datafusion::parquet::errors::ParquetError> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
         .build();
-    let parquet = |source| StoreError::Parquet {
-        path: tmp.clone(),
-        source,
+    let mut buffer = Vec::with_capacity(batch.get_array_memory_size() / 4 + 1024);
+    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(Bytes::from(buffer))
+}
+
+/// The storage as queries see it: a table file is listed only if the
+/// manifest's newest commit has it, so a half-finished flush or compaction
+/// is invisible and a compaction's inputs and output are never both counted.
+/// Re-reads the manifest (incrementally) on every listing.
+pub struct CommittedView {
+    inner: Arc<dyn ObjectStore>,
+    root: Path,
+    manifest: Manifest,
+    state: Arc<tokio::sync::Mutex<Arc<State>>>,
+}
+
+impl fmt::Debug for CommittedView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommittedView")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for CommittedView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CommittedView({}, {})", self.inner, self.root)
+    }
+}
+
+impl CommittedView {
+    fn new(storage: &Storage) -> Self {
+        CommittedView {
+            inner: storage.store(),
+            root: storage.root.clone(),
+            manifest: storage.manifest(),
+            state: Arc::new(tokio::sync::Mutex::new(Arc::new(State::default()))),
+        }
+    }
+
+    /// The newest committed state.
+    pub async fn current(&self) -> object_store::Result<Arc<State>> {
+        refreshed(&self.manifest, &self.state).await
+    }
+}
+
+/// Brings the cached state up to the newest commit and returns it.
+async fn refreshed(
+    manifest: &Manifest,
+    cached: &tokio::sync::Mutex<Arc<State>>,
+) -> object_store::Result<Arc<State>> {
+    let mut guard = cached.lock().await;
+    let mut next = State::clone(&guard);
+    let changed = manifest
+        .refresh(&mut next)
+        .await
+        .map_err(|error: ManifestError| object_store::Error::Generic {
+            store: "argus manifest",
+            source: Box::new(error),
+        })?;
+    if changed {
+        *guard = Arc::new(next);
+    }
+    Ok(Arc::clone(&guard))
+}
+
+/// Whether a listed object is visible under `state`.
+fn visible(root: &Path, state: &State, location: &Path) -> bool {
+    let Some(relative) = relative_to(root, location) else {
+        return true;
     };
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(parquet)?;
-    writer.write(batch).map_err(parquet)?;
-    let file = writer.into_inner().map_err(parquet)?;
-    file.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    Ok(path)
+    let table_dir = relative.split('/').next().unwrap_or_default();
+    Table::from_name(table_dir).is_none() || state.is_live(&relative)
+}
+
+#[async_trait]
+impl ObjectStore for CommittedView {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let inner = Arc::clone(&self.inner);
+        let root = self.root.clone();
+        let prefix = prefix.cloned();
+        let manifest = self.manifest.clone();
+        let cached = Arc::clone(&self.state);
+        futures::stream::once(async move {
+            let state = refreshed(&manifest, &cached).await?;
+            let listed = inner.list(prefix.as_ref()).try_filter(move |meta| {
+                futures::future::ready(visible(&root, &state, &meta.location))
+            });
+            Ok::<_, object_store::Error>(listed)
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        let state = self.current().await?;
+        let mut result = self.inner.list_with_delimiter(prefix).await?;
+        result
+            .objects
+            .retain(|meta| visible(&self.root, &state, &meta.location));
+        Ok(result)
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Relative paths of live files per (table, date), for maintenance.
+pub fn live_files_by_partition(
+    state: &State,
+) -> std::collections::BTreeMap<(String, String), Vec<FileEntry>> {
+    let mut groups: std::collections::BTreeMap<(String, String), Vec<FileEntry>> =
+        Default::default();
+    for file in state.files.values() {
+        groups
+            .entry((file.table.clone(), file.date.clone()))
+            .or_default()
+            .push(file.clone());
+    }
+    groups
+}
+
+/// Distinct dates present in a state (for retention).
+pub fn dates(state: &State) -> HashSet<String> {
+    state.files.values().map(|f| f.date.clone()).collect()
 }

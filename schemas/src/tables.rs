@@ -3,6 +3,12 @@
 //! These are the single source of truth: the aggregator builds its record
 //! batches against them and registers its SQL tables with them, and analysts
 //! read the same column names in `README.md`.
+//!
+//! The aggregator stores these tables as written; the names analysts query
+//! (`people_present`, `unique_people`, `tracks` with id merges applied,
+//! `camera_health` as state intervals, `transitions`) are views over them,
+//! defined by the aggregator. [`Table::sql_name`] is the name under which a
+//! stored table is registered.
 
 use std::sync::Arc;
 
@@ -23,7 +29,9 @@ pub enum Table {
     UniquePeople,
     /// `frames(camera_id, frame_seq, ts, persons, ...)`: one row per analysed frame.
     Frames,
-    /// `camera_health(camera_id, state, ts, ...)`: every health report.
+    /// `camera_health_reports(camera_id, state, since, ts, ...)`: every
+    /// health report as received (the `camera_health(camera_id, state, from,
+    /// to)` view turns them into intervals).
     CameraHealth,
     /// `alerts(alert_id, rule, severity, camera_id, ...)`: every alert event.
     Alerts,
@@ -53,10 +61,38 @@ impl Table {
             Table::PeoplePresent => "people_present",
             Table::UniquePeople => "unique_people",
             Table::Frames => "frames",
-            Table::CameraHealth => "camera_health",
+            Table::CameraHealth => "camera_health_reports",
             Table::Alerts => "alerts",
             Table::IdMerges => "id_merges",
             Table::Tracks => "tracks",
+        }
+    }
+
+    /// The table stored in the directory `name`, if any.
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Name of the stored table in SQL: tables whose ids the tracker may
+    /// merge later are stored as `<name>_raw` and read through a view named
+    /// `<name>` that applies the merges.
+    pub const fn sql_name(self) -> &'static str {
+        match self {
+            Table::PeoplePresent => "people_present_raw",
+            Table::UniquePeople => "unique_people_raw",
+            Table::Tracks => "tracks_raw",
+            other => other.name(),
+        }
+    }
+
+    /// The timestamp column rows are sorted by within a file, so time-window
+    /// queries prune row groups by their statistics.
+    pub const fn time_column(self) -> &'static str {
+        match self {
+            Table::PeoplePresent => "enter",
+            Table::UniquePeople => "first_seen",
+            Table::Tracks => "first_seen",
+            Table::Frames | Table::CameraHealth | Table::Alerts | Table::IdMerges => "ts",
         }
     }
 
@@ -158,10 +194,29 @@ mod tests {
     }
 
     #[test]
+    fn every_table_has_its_time_column() {
+        for table in Table::ALL {
+            let field = table.schema().field_with_name(table.time_column()).cloned();
+            assert!(
+                matches!(
+                    field.map(|f| f.data_type().clone()),
+                    Ok(DataType::Timestamp(..))
+                ),
+                "{}",
+                table.name()
+            );
+        }
+    }
+
+    #[test]
     fn table_names_are_unique() {
         let mut names: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Table::ALL.len());
+        for table in Table::ALL {
+            assert_eq!(Table::from_name(table.name()), Some(table));
+        }
+        assert_eq!(Table::from_name("transitions"), None);
     }
 }

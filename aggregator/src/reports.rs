@@ -1,0 +1,343 @@
+//! Canned reports: the questions the system was built to answer, as SQL
+//! over the merged views and the configured `departments` mapping.
+//!
+//! Every report is plain SQL (printed with `--show-sql`), written so the
+//! same text runs on DataFusion and, for the side-by-side benchmark, on
+//! DuckDB; [`Dialect`] covers the one difference (timestamp literals).
+//! Times are UTC; a "day" is a UTC calendar day and a visit belongs to the
+//! day its `enter` falls on (which is also its `date` partition).
+//!
+//! - [`Report::Transitions`]: people who went from department X to Y: two
+//!   consecutive visits of one (merged) person, ordered by (enter, exit),
+//!   at cameras of different departments, counted where the arrival's
+//!   enter lies in the window. Without X and Y: the whole matrix.
+//! - [`Report::Coverage`]: people seen in every department on a day, and
+//!   per department whether its cameras could see all day: cameras that
+//!   sent no health report, cameras not UP for part of it and for how long
+//!   (from `camera_health`). A blind department is reported, not skipped.
+//! - [`Report::Occupancy`]: per department and hour: distinct people present
+//!   and mean occupancy (person-seconds / 3600).
+//! - [`Report::Dwell`]: per department, stays (consecutive visits of a
+//!   person in one department joined) bucketed by duration, with median and mean.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::prelude::SessionContext;
+
+use crate::query::{self, QueryError};
+
+/// SQL dialect of the generated text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dialect {
+    /// Apache DataFusion (the aggregator itself).
+    DataFusion,
+    /// DuckDB (for the side-by-side benchmark).
+    Duckdb,
+}
+
+/// A report and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// Department transitions in `[since, until)` (Unix µs, on the arrival's enter).
+    Transitions {
+        /// Department left (all when `None`).
+        from: Option<String>,
+        /// Department arrived at (all when `None`).
+        to: Option<String>,
+        /// Window start, Unix µs.
+        since_us: i64,
+        /// Window end (exclusive), Unix µs.
+        until_us: i64,
+    },
+    /// People seen in every department on a day, with camera coverage.
+    Coverage {
+        /// UTC day as `YYYY-MM-DD`.
+        day: String,
+    },
+    /// People and mean occupancy per department and hour of a day.
+    Occupancy {
+        /// UTC day as `YYYY-MM-DD`.
+        day: String,
+    },
+    /// Distribution of stay durations per department on a day.
+    Dwell {
+        /// UTC day as `YYYY-MM-DD`.
+        day: String,
+    },
+}
+
+/// One query of a report, with a title for printing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportQuery {
+    /// What the result answers.
+    pub title: &'static str,
+    /// The SQL.
+    pub sql: String,
+}
+
+/// A day could not be understood.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a day (expected YYYY-MM-DD)")]
+pub struct BadDay(pub String);
+
+/// Unix µs of `YYYY-MM-DD` 00:00 UTC.
+pub fn day_start_us(day: &str) -> Result<i64, BadDay> {
+    let bad = || BadDay(day.to_string());
+    let mut parts = day.splitn(3, '-');
+    let mut next = |len: usize| {
+        parts
+            .next()
+            .filter(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<i64>().ok())
+    };
+    let (y, m, d) = match (next(4), next(2), next(2)) {
+        (Some(y), Some(m), Some(d)) if (1..=12).contains(&m) && (1..=31).contains(&d) => (y, m, d),
+        _ => return Err(bad()),
+    };
+    // Days from civil (Howard Hinnant).
+    let y_adj = if m <= 2 { y - 1 } else { y };
+    let era = y_adj.div_euclid(400);
+    let yoe = y_adj - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let start = days * 86_400_000_000;
+    // Reject 2026-02-31 and the like: it must name itself.
+    if crate::rows::utc_date(start) != day {
+        return Err(bad());
+    }
+    Ok(start)
+}
+
+const DAY_US: i64 = 86_400_000_000;
+
+impl Dialect {
+    /// A UTC timestamp literal.
+    fn ts(self, us: i64) -> String {
+        let secs = us.div_euclid(1_000_000);
+        let micros = us.rem_euclid(1_000_000);
+        let date = crate::rows::utc_date(us);
+        let sod = secs.rem_euclid(86_400);
+        let hms = format!(
+            "{:02}:{:02}:{:02}.{micros:06}",
+            sod / 3600,
+            sod / 60 % 60,
+            sod % 60
+        );
+        match self {
+            Dialect::DataFusion => format!("TIMESTAMP '{date}T{hms}Z'"),
+            Dialect::Duckdb => format!("TIMESTAMPTZ '{date} {hms}+00'"),
+        }
+    }
+}
+
+/// A SQL string literal.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Visits at department cameras with enter in `[t0, t1)` (and the
+/// partitions that can hold them, so other days are never read).
+fn visits(dialect: Dialect, t0: i64, t1: i64, prune_from: i64) -> String {
+    format!(
+        "SELECT p.person_id, d.department, p.enter, p.exit \
+         FROM people_present p JOIN departments d ON p.camera_id = d.camera_id \
+         WHERE p.date >= {} AND p.date <= {} AND p.enter >= {} AND p.enter < {}",
+        quote(&crate::rows::utc_date(prune_from)),
+        quote(&crate::rows::utc_date(t1 - 1)),
+        dialect.ts(t0),
+        dialect.ts(t1),
+    )
+}
+
+impl Report {
+    /// The report's queries in `dialect`.
+    pub fn queries(&self, dialect: Dialect) -> Result<Vec<ReportQuery>, BadDay> {
+        Ok(match self {
+            Report::Transitions {
+                from,
+                to,
+                since_us,
+                until_us,
+            } => {
+                // The visit before an arrival may precede the window by up to a day.
+                let visits = visits(dialect, since_us - DAY_US, *until_us, since_us - DAY_US);
+                let mut filter = format!(
+                    "previous IS NOT NULL AND previous <> department AND enter >= {}",
+                    dialect.ts(*since_us)
+                );
+                if let Some(from) = from {
+                    filter.push_str(&format!(" AND previous = {}", quote(from)));
+                }
+                if let Some(to) = to {
+                    filter.push_str(&format!(" AND department = {}", quote(to)));
+                }
+                vec![ReportQuery {
+                    title: "department transitions",
+                    sql: format!(
+                        "WITH visits AS ({visits}), \
+                         ordered AS (SELECT person_id, department, enter, \
+                           LAG(department) OVER (PARTITION BY person_id ORDER BY enter, exit) AS previous \
+                           FROM visits) \
+                         SELECT previous AS from_department, department AS to_department, \
+                                COUNT(*) AS transitions, COUNT(DISTINCT person_id) AS people \
+                         FROM ordered WHERE {filter} \
+                         GROUP BY previous, department ORDER BY previous, department"
+                    ),
+                }]
+            }
+            Report::Coverage { day } => {
+                let t0 = day_start_us(day)?;
+                let t1 = t0 + DAY_US;
+                let visits = visits(dialect, t0, t1, t0);
+                vec![
+                    ReportQuery {
+                        title: "people seen in every department",
+                        sql: format!(
+                            "WITH visits AS ({visits}), \
+                             total AS (SELECT COUNT(DISTINCT department) AS n FROM departments), \
+                             everywhere AS (SELECT person_id FROM visits GROUP BY person_id \
+                               HAVING COUNT(DISTINCT department) = (SELECT n FROM total)) \
+                             SELECT COUNT(*) AS people_in_every_department, \
+                                    (SELECT COUNT(DISTINCT person_id) FROM visits) AS people_seen, \
+                                    (SELECT n FROM total) AS departments \
+                             FROM everywhere"
+                        ),
+                    },
+                    ReportQuery {
+                        title: "camera coverage per department (cameras not UP could not see)",
+                        sql: format!(
+                            "WITH h AS (SELECT camera_id, state, \
+                                 GREATEST(\"from\", {t0}) AS s, LEAST(\"to\", {t1}) AS e \
+                               FROM camera_health WHERE \"to\" > {t0} AND \"from\" < {t1}), \
+                             per_camera AS (SELECT d.department, d.camera_id, COUNT(h.camera_id) AS intervals, \
+                                 COALESCE(SUM(CASE WHEN h.state <> 'UP' \
+                                   THEN date_part('epoch', h.e) - date_part('epoch', h.s) END), 0) AS blind_s \
+                               FROM departments d LEFT JOIN h ON d.camera_id = h.camera_id \
+                               GROUP BY d.department, d.camera_id) \
+                             SELECT department, COUNT(*) AS cameras, \
+                                    SUM(CASE WHEN intervals = 0 THEN 1 ELSE 0 END) AS cameras_unreported, \
+                                    SUM(CASE WHEN blind_s > 0 THEN 1 ELSE 0 END) AS cameras_blind, \
+                                    ROUND(SUM(blind_s)) AS blind_camera_seconds, \
+                                    SUM(CASE WHEN intervals = 0 OR blind_s > 0 THEN 1 ELSE 0 END) = 0 AS fully_covered \
+                             FROM per_camera GROUP BY department ORDER BY department",
+                            t0 = dialect.ts(t0),
+                            t1 = dialect.ts(t1),
+                        ),
+                    },
+                ]
+            }
+            Report::Occupancy { day } => {
+                let t0 = day_start_us(day)?;
+                let t1 = t0 + DAY_US;
+                vec![ReportQuery {
+                    title: "people and mean occupancy per department and hour",
+                    sql: format!(
+                        "WITH v AS (SELECT p.person_id, d.department, \
+                             GREATEST(p.enter, {t0}) AS s, LEAST(p.exit, {t1}) AS e \
+                           FROM people_present p JOIN departments d ON p.camera_id = d.camera_id \
+                           WHERE p.date >= {d0} AND p.date <= {d1} AND p.enter < {t1} AND p.exit > {t0}), \
+                         hours AS (SELECT person_id, department, s, e, \
+                             UNNEST(generate_series(date_trunc('hour', s), \
+                               date_trunc('hour', GREATEST(s, e - INTERVAL '1 microsecond')), \
+                               INTERVAL '1 hour')) AS hour FROM v) \
+                         SELECT department, hour, COUNT(DISTINCT person_id) AS people, \
+                                ROUND(SUM(date_part('epoch', LEAST(e, hour + INTERVAL '1 hour')) \
+                                  - date_part('epoch', GREATEST(s, hour))) / 3600.0, 3) AS mean_occupancy \
+                         FROM hours GROUP BY department, hour ORDER BY department, hour",
+                        t0 = dialect.ts(t0),
+                        t1 = dialect.ts(t1),
+                        d0 = quote(&crate::rows::utc_date(t0 - DAY_US)),
+                        d1 = quote(day),
+                    ),
+                }]
+            }
+            Report::Dwell { day } => {
+                let t0 = day_start_us(day)?;
+                let visits = visits(dialect, t0, t0 + DAY_US, t0);
+                vec![ReportQuery {
+                    title: "stay durations per department (seconds)",
+                    sql: format!(
+                        "WITH visits AS ({visits}), \
+                         marked AS (SELECT person_id, department, enter, exit, \
+                           CASE WHEN LAG(department) OVER (PARTITION BY person_id ORDER BY enter, exit) = department \
+                             THEN 0 ELSE 1 END AS starts FROM visits), \
+                         runs AS (SELECT person_id, department, enter, exit, \
+                           SUM(starts) OVER (PARTITION BY person_id ORDER BY enter, exit \
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run FROM marked), \
+                         stays AS (SELECT department, \
+                           date_part('epoch', MAX(exit)) - date_part('epoch', MIN(enter)) AS d \
+                           FROM runs GROUP BY person_id, department, run) \
+                         SELECT department, COUNT(*) AS stays, \
+                                SUM(CASE WHEN d < 60 THEN 1 ELSE 0 END) AS under_1m, \
+                                SUM(CASE WHEN d >= 60 AND d < 300 THEN 1 ELSE 0 END) AS m1_5, \
+                                SUM(CASE WHEN d >= 300 AND d < 900 THEN 1 ELSE 0 END) AS m5_15, \
+                                SUM(CASE WHEN d >= 900 AND d < 3600 THEN 1 ELSE 0 END) AS m15_60, \
+                                SUM(CASE WHEN d >= 3600 THEN 1 ELSE 0 END) AS over_1h, \
+                                ROUND(median(d), 1) AS median_s, ROUND(AVG(d), 1) AS mean_s \
+                         FROM stays GROUP BY department ORDER BY department"
+                    ),
+                }]
+            }
+        })
+    }
+}
+
+/// Runs a report; one result per query, with its title and SQL.
+pub async fn run(
+    ctx: &SessionContext,
+    report: &Report,
+) -> Result<Vec<(ReportQuery, Vec<RecordBatch>)>, ReportError> {
+    let mut out = Vec::new();
+    for query in report.queries(Dialect::DataFusion)? {
+        let batches = query::sql(ctx, &query.sql).await?;
+        out.push((query, batches));
+    }
+    Ok(out)
+}
+
+/// A report could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A parameter is invalid.
+    #[error(transparent)]
+    BadDay(#[from] BadDay),
+    /// The query failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_parse_and_bad_days_are_refused() {
+        assert_eq!(day_start_us("1970-01-01").unwrap(), 0);
+        assert_eq!(day_start_us("2023-11-14").unwrap(), 1_699_920_000_000_000);
+        assert_eq!(day_start_us("2000-02-29").unwrap(), 951_782_400_000_000);
+        for bad in [
+            "2023-02-29",
+            "2023-13-01",
+            "2023-1-01",
+            "yesterday",
+            "2023-01-01x",
+        ] {
+            assert!(day_start_us(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn literals_in_both_dialects() {
+        let us = 1_699_920_000_000_000 + 3_723_000_042;
+        assert_eq!(
+            Dialect::DataFusion.ts(us),
+            "TIMESTAMP '2023-11-14T01:02:03.000042Z'"
+        );
+        assert_eq!(
+            Dialect::Duckdb.ts(us),
+            "TIMESTAMPTZ '2023-11-14 01:02:03.000042+00'"
+        );
+        assert_eq!(quote("o'neil"), "'o''neil'");
+    }
+}
