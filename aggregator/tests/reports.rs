@@ -363,3 +363,77 @@ fn canned_reports_match_the_truth_with_merges_and_an_outage() {
     }
     assert!(result.column_by_name("median_s").unwrap().null_count() == 0);
 }
+
+#[test]
+fn a_long_lived_session_sees_new_commits_and_never_uncommitted_files() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::local(dir.path()).unwrap();
+    let count = |ctx: &SessionContext| -> i64 {
+        let batches = runtime
+            .block_on(aggregator::query::sql(
+                ctx,
+                "SELECT COUNT(*) FROM people_present_raw",
+            ))
+            .unwrap();
+        batches[0].column(0).as_primitive::<Int64Type>().value(0)
+    };
+    let ctx = runtime
+        .block_on(aggregator::query::open(&storage, &QueryOptions::default()))
+        .unwrap();
+    assert_eq!(count(&ctx), 0);
+
+    let day1 = SynthConfig {
+        people_per_day: 50,
+        ..SynthConfig::default()
+    };
+    runtime
+        .block_on(aggregator::bench::generate(storage.clone(), &day1, 10_000))
+        .unwrap();
+    let first = Truth::generate(&day1).visits.len() as i64;
+    assert_eq!(
+        count(&ctx),
+        first,
+        "a commit is visible to the open session"
+    );
+
+    // A file written but never committed (a crash before the commit) is invisible.
+    let orphan = runtime
+        .block_on(async {
+            let ctx = aggregator::query::open(&storage, &QueryOptions::default()).await?;
+            let batches = aggregator::query::sql(&ctx, "SELECT * FROM people_present_raw").await?;
+            let batch = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches)
+                .map_err(aggregator::query::QueryError::from)?;
+            // Without the partition column: the stored schema.
+            let batch = batch.project(&[0, 1, 2, 3, 4, 5, 6, 7]).unwrap();
+            Ok::<_, aggregator::query::QueryError>(
+                storage
+                    .put_parquet(
+                        schemas::tables::Table::PeoplePresent,
+                        "2025-01-06",
+                        "never-committed",
+                        &batch,
+                    )
+                    .await
+                    .unwrap(),
+            )
+        })
+        .unwrap();
+    assert_eq!(orphan.rows as i64, first);
+    assert_eq!(count(&ctx), first, "uncommitted rows are not counted");
+
+    let day2 = SynthConfig {
+        people_per_day: 50,
+        start_day_us: day1.start_day_us + DAY,
+        first_person_id: 1_000_000,
+        seed: 2,
+        ..SynthConfig::default()
+    };
+    runtime
+        .block_on(aggregator::bench::generate(storage.clone(), &day2, 10_000))
+        .unwrap();
+    let second = Truth::generate(&day2).visits.len() as i64;
+    assert_eq!(count(&ctx), first + second, "the new partition is visible");
+    // The next writer sweeps the uncommitted file away.
+    assert!(!dir.path().join(&orphan.path).exists());
+}
