@@ -103,6 +103,7 @@ for (size, report, engine), best in runs.items():
         continue
     duck = runs.get((size, report, "duckdb"))
     ratio = f"{best / duck:.2f}x" if duck else "n/a"
-    print(f"| {size} | {report} | {best:.3f} | {duck:.3f} | {ratio} |")
+    duck_s = f"{duck:.3f}" if duck else "n/a"
+    print(f"| {size} | {report} | {best:.3f} | {duck_s} | {ratio} |")
 print("\nbest of the runs; ratio = DataFusion time / DuckDB time (goal <= 1.5x)")
 PY

@@ -61,6 +61,23 @@ pub struct Department {
     pub cameras: Vec<String>,
 }
 
+impl Department {
+    /// Departments from `(camera_id, department)` pairs, in first-seen order.
+    pub fn group(pairs: impl IntoIterator<Item = (String, String)>) -> Vec<Department> {
+        let mut out: Vec<Department> = Vec::new();
+        for (camera, name) in pairs {
+            match out.iter_mut().find(|d| d.name == name) {
+                Some(d) => d.cameras.push(camera),
+                None => out.push(Department {
+                    name,
+                    cameras: vec![camera],
+                }),
+            }
+        }
+        out
+    }
+}
+
 /// When and how small Parquet files are merged.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,14 +180,16 @@ impl AggregatorConfig {
             "kafka.bootstrap_servers is empty".into()
         });
         p.check(!self.group_id.is_empty(), || "group_id is empty".into());
-        p.check(self.flush_interval_s > 0.0, || {
-            "flush_interval_s must be > 0".into()
+        let seconds = |v: f64| v.is_finite() && (0.0..=31_536_000.0).contains(&v);
+        p.check(
+            self.flush_interval_s > 0.0 && seconds(self.flush_interval_s),
+            || "flush_interval_s must be > 0 and at most a year".into(),
+        );
+        p.check(seconds(self.drain_timeout_s), || {
+            "drain_timeout_s must be >= 0 and at most a year".into()
         });
-        p.check(self.drain_timeout_s >= 0.0, || {
-            "drain_timeout_s must be >= 0".into()
-        });
-        p.check(self.dedup_window_s >= 0.0, || {
-            "dedup_window_s must be >= 0".into()
+        p.check(seconds(self.dedup_window_s), || {
+            "dedup_window_s must be >= 0 and at most a year".into()
         });
         let c = &self.compaction;
         p.check(c.interval_s > 0.0, || {
@@ -182,8 +201,8 @@ impl AggregatorConfig {
         p.check(c.target_rows > 0, || {
             "compaction.target_rows must be > 0".into()
         });
-        p.check(c.delete_grace_s >= 0.0, || {
-            "compaction.delete_grace_s must be >= 0".into()
+        p.check(seconds(c.delete_grace_s), || {
+            "compaction.delete_grace_s must be >= 0 and at most a year".into()
         });
         p.check(self.query_memory_limit_mb > 0, || {
             "query_memory_limit_mb must be > 0".into()
@@ -192,6 +211,12 @@ impl AggregatorConfig {
             for problem in http.validate() {
                 p.check(false, || format!("http: {problem}"));
             }
+            p.check(http.listen.ip().is_loopback() || http.token.is_some(), || {
+                format!(
+                    "http.listen {} is reachable from other hosts: set http.token (or ARGUS_HTTP_TOKEN)",
+                    http.listen
+                )
+            });
         }
         let mut owner = std::collections::HashMap::new();
         for (i, d) in self.departments.iter().enumerate() {

@@ -15,12 +15,15 @@
 //!   `CREATE SCHEMA`/`DATABASE`, `CREATE INDEX`, `CREATE`/`DROP FUNCTION`,
 //!   `DROP TABLE`/`VIEW`/`SCHEMA`;
 //! - DML: `INSERT`, `DELETE`, `UPDATE`, `TRUNCATE`, `MERGE` and `COPY ... TO`;
-//! - statements: `SET`, `RESET`, `BEGIN`/`COMMIT`/`ROLLBACK`, `PREPARE`,
-//!   `EXECUTE`, `DEALLOCATE`.
+//! - statements: `SET`, `RESET`, `PREPARE`, `EXECUTE`, `DEALLOCATE` and
+//!   transaction control.
 //!
-//! The check covers every node of the plan including subqueries and the
-//! plan under `EXPLAIN [ANALYZE]`, so `EXPLAIN ANALYZE INSERT ...` is refused
-//! too. `SELECT`, `WITH`, `VALUES`, `EXPLAIN`, `SHOW` and `DESCRIBE` run.
+//! These are answered 403. The check covers every node of the plan
+//! including subqueries and the plan under `EXPLAIN [ANALYZE]`, so
+//! `EXPLAIN ANALYZE INSERT ...` is refused too. Statements DataFusion cannot
+//! plan at all (`BEGIN`, several statements in one body) are answered 400,
+//! and do not run either. `SELECT`, `WITH`, `VALUES`, `EXPLAIN`,
+//! `SHOW TABLES` and `DESCRIBE` run.
 //!
 //! # Status codes
 //! Every error body is JSON, `{"error": "..."}`.
@@ -36,7 +39,7 @@
 //! | 422 | the result has more than `max_result_rows` rows, or cannot be written in the chosen format (nested columns in CSV, for example) |
 //! | 429 | `max_concurrent_queries` queries are already running (with `Retry-After: 1`); requests are not queued |
 //! | 500 | anything else: I/O, a DataFusion bug |
-//! | 504 | the query ran longer than `query_timeout_s`; it was cancelled |
+//! | 504 | the query ran longer than `query_timeout_s` (planning, running and encoding); it was cancelled |
 //! | 507 | the query needed more memory than the session's memory pool allows (DataFusion's `ResourcesExhausted`, see [`session_config_with_limits`]); the server has no room for it, and only a smaller query helps |
 
 use std::fmt;
@@ -63,7 +66,9 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 use crate::format::{self, OutputFormat};
 
@@ -93,6 +98,11 @@ pub struct HttpSettings {
     /// encoded, and this bounds that buffer. Default 1,000,000.
     #[serde(default = "default_max_result_rows")]
     pub max_result_rows: u64,
+    /// Worker threads of the runtime that runs queries, apart from the one
+    /// that serves HTTP (and, in the aggregator, consumes Kafka). Default:
+    /// one per CPU core.
+    #[serde(default)]
+    pub query_threads: Option<usize>,
 }
 
 /// Next to the aggregator's other ports, on loopback.
@@ -127,6 +137,7 @@ impl Default for HttpSettings {
             max_concurrent_queries: default_max_concurrent_queries(),
             max_request_bytes: default_max_request_bytes(),
             max_result_rows: default_max_result_rows(),
+            query_threads: None,
         }
     }
 }
@@ -141,6 +152,7 @@ impl fmt::Debug for HttpSettings {
             .field("max_concurrent_queries", &self.max_concurrent_queries)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_result_rows", &self.max_result_rows)
+            .field("query_threads", &self.query_threads)
             .finish()
     }
 }
@@ -180,6 +192,9 @@ impl HttpSettings {
         if self.max_result_rows == 0 {
             problems.push("max_result_rows must be > 0".into());
         }
+        if self.query_threads == Some(0) {
+            problems.push("query_threads must be > 0; leave it out for one per core".into());
+        }
         problems
     }
 }
@@ -197,9 +212,12 @@ pub enum HttpError {
     /// The settings are unusable; every problem is listed.
     #[error("invalid SQL service settings:\n  - {}", .0.join("\n  - "))]
     InvalidSettings(Vec<String>),
-    /// DataFusion could not build the query runtime.
-    #[error("cannot build the query runtime: {0}")]
+    /// DataFusion could not build its runtime environment.
+    #[error("cannot build the query runtime environment: {0}")]
     Runtime(#[source] DataFusionError),
+    /// The threads that run queries could not be started.
+    #[error("cannot start the query threads: {0}")]
+    Threads(#[source] std::io::Error),
     /// The listening socket could not be bound.
     #[error("cannot listen for SQL on {address}: {source}")]
     Bind {
@@ -256,8 +274,14 @@ pub async fn bind(settings: &HttpSettings) -> Result<TcpListener, HttpError> {
         })
 }
 
-/// What every SQL request needs: the session and the limits. Cheap to
-/// clone.
+/// What every SQL request needs: the session, the limits and the threads
+/// that run queries. Cheap to clone.
+///
+/// Queries run on a runtime of their own (`query_threads` workers), not on
+/// the one serving HTTP: DataFusion operators can compute for seconds
+/// without yielding, and on a shared runtime they would stall the timers
+/// that enforce `query_timeout_s`, `/healthz` and anything else running
+/// there.
 #[derive(Clone)]
 pub struct SqlState {
     inner: Arc<Shared>,
@@ -265,6 +289,7 @@ pub struct SqlState {
 
 struct Shared {
     ctx: Arc<SessionContext>,
+    queries: QueryRuntime,
     token: Option<String>,
     timeout: Duration,
     permits: Arc<Semaphore>,
@@ -273,18 +298,62 @@ struct Shared {
     max_result_rows: u64,
 }
 
+/// The runtime queries run on. It is shut down without waiting when the
+/// last [`SqlState`] goes, since dropping a runtime from async code panics.
+struct QueryRuntime {
+    runtime: Option<Runtime>,
+    handle: Handle,
+}
+
+impl QueryRuntime {
+    fn start(threads: usize) -> std::io::Result<QueryRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("argus-sql")
+            .enable_all()
+            .build()?;
+        Ok(QueryRuntime {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A task that is aborted when its handle is dropped, so that a cancelled
+/// request (timeout, client gone) cancels its query.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl SqlState {
     /// Queries go to `ctx` under the limits of `settings`, which must pass
-    /// [`HttpSettings::validate`].
+    /// [`HttpSettings::validate`]. Starts the query threads.
     pub fn new(ctx: Arc<SessionContext>, settings: &HttpSettings) -> Result<Self, HttpError> {
         let problems = settings.validate();
         let timeout = match query_timeout(settings.query_timeout_s) {
             Some(timeout) if problems.is_empty() => timeout,
             _ => return Err(HttpError::InvalidSettings(problems)),
         };
+        let threads = settings.query_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let queries = QueryRuntime::start(threads).map_err(HttpError::Threads)?;
         Ok(SqlState {
             inner: Arc::new(Shared {
                 ctx,
+                queries,
                 token: settings.token.clone(),
                 timeout,
                 permits: Arc::new(Semaphore::new(settings.max_concurrent_queries)),
@@ -359,28 +428,36 @@ impl SqlState {
         }
     }
 
-    /// Plans, checks, runs and encodes `sql`, holding a query slot throughout.
+    /// Plans, checks, runs and encodes `sql` on the query runtime, within
+    /// the timeout.
     async fn answer(&self, sql: &str, format: OutputFormat) -> Result<Answer, Failure> {
         let shared = &self.inner;
         if sql.trim().is_empty() {
             return Err(Failure::EmptySql);
         }
-        let _permit = Arc::clone(&shared.permits)
+        // The slot goes with the task, so a query counts against
+        // `max_concurrent_queries` until its work has really stopped, even
+        // after its request timed out.
+        let permit = Arc::clone(&shared.permits)
             .try_acquire_owned()
             .map_err(|_| Failure::Busy(shared.max_concurrent_queries))?;
-        // Dropping the query future on timeout drops its record batch stream,
-        // which aborts the tasks DataFusion spawned for it.
-        let (schema, batches, rows) = tokio::time::timeout(
-            shared.timeout,
-            collect(&shared.ctx, sql, shared.max_result_rows),
-        )
-        .await
-        .map_err(|_| Failure::Timeout(shared.timeout))??;
-        let body = tokio::task::spawn_blocking(move || format::encode(&schema, &batches, format))
-            .await
-            .map_err(|error| Failure::Internal(format!("encoding task failed: {error}")))?
-            .map_err(Failure::Format)?;
-        Ok(Answer { body, rows })
+        let ctx = Arc::clone(&shared.ctx);
+        let sql = sql.to_owned();
+        let max_rows = shared.max_result_rows;
+        let mut task = AbortOnDrop(shared.queries.handle.spawn(async move {
+            let _permit = permit;
+            let (schema, batches, rows) = collect(&ctx, &sql, max_rows).await?;
+            let body = format::encode(&schema, &batches, format).map_err(Failure::Format)?;
+            Ok(Answer { body, rows })
+        }));
+        // On timeout `task` is dropped and aborted: the query future, with
+        // its record batch stream, is dropped at its next yield, and that
+        // aborts the tasks DataFusion spawned for it.
+        match tokio::time::timeout(shared.timeout, &mut task.0).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(error)) => Err(Failure::Internal(format!("query task failed: {error}"))),
+            Err(_) => Err(Failure::Timeout(shared.timeout)),
+        }
     }
 }
 
@@ -742,16 +819,18 @@ mod tests {
             max_concurrent_queries: 0,
             max_request_bytes: 0,
             max_result_rows: 0,
+            query_threads: Some(0),
             ..HttpSettings::default()
         };
         let problems = settings.validate();
-        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert_eq!(problems.len(), 6, "{problems:?}");
         for field in [
             "token",
             "query_timeout_s",
             "max_concurrent_queries",
             "max_request_bytes",
             "max_result_rows",
+            "query_threads",
         ] {
             assert!(problems.iter().any(|p| p.starts_with(field)), "{field}");
         }

@@ -6,11 +6,19 @@
 //!   the schemas from `schemas::tables`.
 //! - [`manifest`]: the commit log that makes files visible together with the
 //!   Kafka offsets they cover (exactly once).
-//! - [`store`]: the object store (local or S3), Parquet encoding and the
+//! - [`store`]: storage through `object_store` (a local directory), Parquet encoding and the
 //!   committed view queries read through.
 //! - [`query`]: DataFusion over the committed tables, with the views that
 //!   apply id merges, and text rendering of results.
 //! - [`service`]: the Kafka consumer loop: buffer, write, commit, maintain.
+//! - [`reports`]: the canned reports by department, as SQL.
+//! - [`format`](mod@format): query results as a text table, CSV, JSON, Arrow IPC or
+//!   Parquet.
+//! - [`http`]: the read-only SQL service for analysts (`POST /sql`) with its
+//!   limits on time, memory, concurrency and size; [`api`] adds the reports
+//!   and builds it from the configuration.
+//! - [`synth`]: synthetic presence streams with known truth, the oracle of
+//!   the report tests and the load of the benchmarks; [`bench`]: the figures.
 
 pub mod api;
 pub mod bench;

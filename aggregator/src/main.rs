@@ -563,9 +563,10 @@ async fn synth(
              data_dir = {:?}\n\n[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n",
             data_dir.display().to_string()
         );
-        for (name, cameras) in departments_of(&config) {
+        for d in aggregator::config::Department::group(config.camera_departments()) {
             text.push_str(&format!(
-                "\n[[departments]]\nname = {name:?}\ncameras = {cameras:?}\n"
+                "\n[[departments]]\nname = {:?}\ncameras = {:?}\n",
+                d.name, d.cameras
             ));
         }
         if let Err(error) = std::fs::write(&path, text) {
@@ -574,18 +575,6 @@ async fn synth(
         println!("configuration: {}", path.display());
     }
     ExitCode::SUCCESS
-}
-
-/// The synthetic store's departments with their cameras, in order.
-fn departments_of(config: &aggregator::synth::SynthConfig) -> Vec<(String, Vec<String>)> {
-    let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for (camera, department) in config.camera_departments() {
-        match out.iter_mut().find(|(name, _)| *name == department) {
-            Some((_, cameras)) => cameras.push(camera),
-            None => out.push((department, vec![camera])),
-        }
-    }
-    out
 }
 
 async fn bench_command(bench: BenchArgs) -> ExitCode {

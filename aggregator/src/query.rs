@@ -98,9 +98,9 @@ pub const VIEWS: [(&str, &str); 6] = [
         "transitions",
         "SELECT person_id, from_camera, to_camera, left_at, arrived_at FROM ( \
            SELECT person_id, \
-                  LAG(camera_id) OVER (PARTITION BY person_id ORDER BY enter, exit) AS from_camera, \
+                  LAG(camera_id) OVER (PARTITION BY person_id ORDER BY enter, exit, camera_id) AS from_camera, \
                   camera_id AS to_camera, \
-                  LAG(exit) OVER (PARTITION BY person_id ORDER BY enter, exit) AS left_at, \
+                  LAG(exit) OVER (PARTITION BY person_id ORDER BY enter, exit, camera_id) AS left_at, \
                   enter AS arrived_at \
            FROM people_present) AS visits \
          WHERE from_camera IS NOT NULL AND from_camera <> to_camera",
@@ -128,7 +128,8 @@ pub async fn open(storage: &Storage, options: &QueryOptions) -> Result<SessionCo
     if let Some(bytes) = options.memory_limit_bytes {
         runtime = runtime.with_memory_limit(bytes, 1.0);
     }
-    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime.build_arc()?);
+    let config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
     ctx.register_object_store(storage.base_url(), storage.committed_view());
     for table in Table::ALL {
         let listing = ListingOptions::new(Arc::new(ParquetFormat::default()))

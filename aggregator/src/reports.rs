@@ -12,9 +12,11 @@
 //!   at cameras of different departments, counted where the arrival's
 //!   enter lies in the window. Without X and Y: the whole matrix.
 //! - [`Report::Coverage`]: people seen in every department on a day, and
-//!   per department whether its cameras could see all day: cameras that
-//!   sent no health report, cameras not UP for part of it and for how long
-//!   (from `camera_health`). A blind department is reported, not skipped.
+//!   per department whether its cameras could see all day (up to now, for
+//!   today): cameras that sent no health report, cameras not UP for part of
+//!   it and for how long, seconds without any report (from `camera_health`;
+//!   more than [`COVERAGE_SLACK_S`] per camera means not covered). A blind
+//!   department is reported, not skipped.
 //! - [`Report::Occupancy`]: per department and hour: distinct people present
 //!   and mean occupancy (person-seconds / 3600).
 //! - [`Report::Dwell`]: per department, stays (consecutive visits of a
@@ -111,6 +113,17 @@ pub fn day_start_us(day: &str) -> Result<i64, BadDay> {
 
 const DAY_US: i64 = 86_400_000_000;
 
+/// Seconds of a day a camera may go without health reports and still count
+/// as covered (reports come every minute or so; the last one ends its interval).
+pub const COVERAGE_SLACK_S: i64 = 300;
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(i64::MAX)
+}
+
 impl Dialect {
     /// A UTC timestamp literal.
     fn ts(self, us: i64) -> String {
@@ -177,7 +190,7 @@ impl Report {
                     sql: format!(
                         "WITH visits AS ({visits}), \
                          ordered AS (SELECT person_id, department, enter, \
-                           LAG(department) OVER (PARTITION BY person_id ORDER BY enter, exit) AS previous \
+                           LAG(department) OVER (PARTITION BY person_id ORDER BY enter, exit, department) AS previous \
                            FROM visits) \
                          SELECT previous AS from_department, department AS to_department, \
                                 COUNT(*) AS transitions, COUNT(DISTINCT person_id) AS people \
@@ -189,6 +202,8 @@ impl Report {
             Report::Coverage { day } => {
                 let t0 = day_start_us(day)?;
                 let t1 = t0 + DAY_US;
+                // Only the part of the day that has happened can be covered.
+                let seen_until = t1.min(now_us()).max(t0);
                 let visits = visits(dialect, t0, t1, t0);
                 vec![
                     ReportQuery {
@@ -205,24 +220,27 @@ impl Report {
                         ),
                     },
                     ReportQuery {
-                        title: "camera coverage per department (cameras not UP could not see)",
+                        title: "camera coverage per department (cameras not UP, or not reporting, could not see)",
                         sql: format!(
                             "WITH h AS (SELECT camera_id, state, \
-                                 GREATEST(\"from\", {t0}) AS s, LEAST(\"to\", {t1}) AS e \
-                               FROM camera_health WHERE \"to\" > {t0} AND \"from\" < {t1}), \
+                                 date_part('epoch', LEAST(\"to\", {te})) - date_part('epoch', GREATEST(\"from\", {t0})) AS secs \
+                               FROM camera_health WHERE \"to\" > {t0} AND \"from\" < {te}), \
                              per_camera AS (SELECT d.department, d.camera_id, COUNT(h.camera_id) AS intervals, \
-                                 COALESCE(SUM(CASE WHEN h.state <> 'UP' \
-                                   THEN date_part('epoch', h.e) - date_part('epoch', h.s) END), 0) AS blind_s \
+                                 COALESCE(SUM(CASE WHEN h.state <> 'UP' THEN h.secs END), 0) AS blind_s, \
+                                 GREATEST({window_s} - COALESCE(SUM(h.secs), 0), 0) AS unreported_s \
                                FROM departments d LEFT JOIN h ON d.camera_id = h.camera_id \
                                GROUP BY d.department, d.camera_id) \
                              SELECT department, COUNT(*) AS cameras, \
                                     SUM(CASE WHEN intervals = 0 THEN 1 ELSE 0 END) AS cameras_unreported, \
                                     SUM(CASE WHEN blind_s > 0 THEN 1 ELSE 0 END) AS cameras_blind, \
                                     ROUND(SUM(blind_s)) AS blind_camera_seconds, \
-                                    SUM(CASE WHEN intervals = 0 OR blind_s > 0 THEN 1 ELSE 0 END) = 0 AS fully_covered \
+                                    ROUND(SUM(unreported_s)) AS unreported_camera_seconds, \
+                                    SUM(CASE WHEN blind_s > 0 OR unreported_s > {slack} THEN 1 ELSE 0 END) = 0 AS fully_covered \
                              FROM per_camera GROUP BY department ORDER BY department",
                             t0 = dialect.ts(t0),
-                            t1 = dialect.ts(t1),
+                            te = dialect.ts(seen_until),
+                            window_s = (seen_until - t0) / 1_000_000,
+                            slack = COVERAGE_SLACK_S,
                         ),
                     },
                 ]
@@ -260,10 +278,10 @@ impl Report {
                     sql: format!(
                         "WITH visits AS ({visits}), \
                          marked AS (SELECT person_id, department, enter, exit, \
-                           CASE WHEN LAG(department) OVER (PARTITION BY person_id ORDER BY enter, exit) = department \
+                           CASE WHEN LAG(department) OVER (PARTITION BY person_id ORDER BY enter, exit, department) = department \
                              THEN 0 ELSE 1 END AS starts FROM visits), \
                          runs AS (SELECT person_id, department, enter, exit, \
-                           SUM(starts) OVER (PARTITION BY person_id ORDER BY enter, exit \
+                           SUM(starts) OVER (PARTITION BY person_id ORDER BY enter, exit, department \
                              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run FROM marked), \
                          stays AS (SELECT department, \
                            date_part('epoch', MAX(exit)) - date_part('epoch', MIN(enter)) AS d \

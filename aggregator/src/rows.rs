@@ -131,9 +131,12 @@ impl Rows {
         (self.seen_events.len(), self.known_people.len())
     }
 
-    /// Forgets ids older than the window before the newest event time.
-    pub fn prune(&mut self) {
-        let horizon = self.newest_ts.saturating_sub(self.window_us);
+    /// Forgets ids older than the window before the newest event time (an
+    /// event stamped more than an hour after `now_us`, a broken clock, does
+    /// not count as the newest).
+    pub fn prune(&mut self, now_us: i64) {
+        let newest = self.newest_ts.min(now_us.saturating_add(3_600_000_000));
+        let horizon = newest.saturating_sub(self.window_us);
         self.seen_events.retain(|_, ts| *ts >= horizon);
         self.known_people.retain(|_, ts| *ts >= horizon);
     }

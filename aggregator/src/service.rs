@@ -138,10 +138,10 @@ pub async fn run(
             }
             _ = flush_tick.tick() => {
                 if writer.flush(&consumer).await? {
-                    writer.rows.prune();
+                    writer.rows.prune(Writer::now_us());
                 }
             }
-            _ = maintain_tick.tick() => {
+            _ = maintain_tick.tick(), if writer.healthy => {
                 if let Err(error) = writer.maintain().await {
                     if matches!(error, AggregatorError::Manifest(ManifestError::Conflict { .. })) {
                         return Err(error);
@@ -153,7 +153,13 @@ pub async fn run(
                 let message = message?;
                 writer.stats.messages += 1;
                 progress.record(&message);
-                writer.consume(&message);
+                if let Some((topic, partition, offset)) = writer.consume(&message) {
+                    drop(message);
+                    if let Err(error) = consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(10)) {
+                        tracing::error!(%error, topic, partition, offset, "Seek failed");
+                        return Err(error.into());
+                    }
+                }
             }
             () = tokio::time::sleep(Duration::from_millis(200)), if drain_deadline.is_some() || !writer.healthy => {}
         }
@@ -214,6 +220,10 @@ struct Writer {
     written: Vec<FileEntry>,
     /// Replaced files and when they may be deleted.
     doomed: Vec<(Instant, Vec<String>)>,
+    /// Per partition, the offset last sought back to.
+    sought: HashMap<(String, i32), i64>,
+    /// Held while this writer runs: a second writer on the same directory is refused.
+    _lock: Option<std::fs::File>,
     healthy: bool,
     writer_id: String,
     file_seq: u64,
@@ -239,8 +249,38 @@ impl Writer {
         compaction: crate::config::CompactionConfig,
         retention_days: u32,
     ) -> Result<Self, AggregatorError> {
+        let lock = storage.lock_writer()?;
         let manifest = storage.manifest();
-        let state = manifest.load().await?;
+        let mut state = manifest.load().await?;
+        let writer_id = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros())
+                .unwrap_or(0)
+        );
+        if state.seq == 0 {
+            // No commit yet: tables written before the manifest existed (an
+            // upgrade) are adopted as they are, never deleted; their Kafka
+            // offsets stay those the consumer group committed.
+            let adopted = storage.existing_files().await?;
+            if !adopted.is_empty() {
+                tracing::info!(
+                    files = adopted.len(),
+                    "Adopting tables written without a manifest"
+                );
+            }
+            manifest
+                .commit(
+                    &mut state,
+                    &writer_id,
+                    Self::now_us(),
+                    adopted,
+                    Vec::new(),
+                    &Default::default(),
+                )
+                .await?;
+        }
         let swept = storage.sweep_uncommitted(&state).await?;
         if !swept.is_empty() {
             tracing::info!(
@@ -250,13 +290,6 @@ impl Writer {
         }
         let mut rows = Rows::new(dedup_window_s);
         remember_recent(&storage, &mut rows, dedup_window_s).await?;
-        let writer_id = format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros())
-                .unwrap_or(0)
-        );
         Ok(Writer {
             manifest,
             storage,
@@ -266,6 +299,8 @@ impl Writer {
             unwritten: Vec::new(),
             written: Vec::new(),
             doomed: Vec::new(),
+            sought: HashMap::new(),
+            _lock: lock,
             healthy: true,
             writer_id,
             file_seq: 0,
@@ -279,15 +314,41 @@ impl Writer {
     }
 
     /// Buffers one message unless a committed file already holds it.
-    fn consume(&mut self, message: &BorrowedMessage<'_>) {
+    /// Where consumption of a partition must continue: after what is
+    /// committed or buffered, whichever is further.
+    fn expected_next(&self, topic: &str, partition: i32) -> Option<i64> {
+        let committed = self.state.next_offset(topic, partition);
+        let buffered = self.pending.get(&(topic.to_string(), partition)).copied();
+        committed.max(buffered)
+    }
+
+    /// Buffers one message unless a committed file or the buffers already
+    /// hold it. A message beyond what we hold (Kafka's committed offset
+    /// ahead of the manifest: a restored or re-created data directory, a
+    /// commit lost to a power cut) makes the consumer seek back to the
+    /// manifest's offset first; returns that seek for the caller to do.
+    fn consume(&mut self, message: &BorrowedMessage<'_>) -> Option<(String, i32, i64)> {
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
-        if self
-            .state
-            .next_offset(topic, partition)
-            .is_some_and(|next| offset < next)
-        {
-            self.stats.already_committed += 1;
-            return;
+        let key = (topic.to_string(), partition);
+        if let Some(next) = self.expected_next(topic, partition) {
+            if offset < next {
+                // Re-delivered after a restart or a rebalance.
+                self.stats.already_committed += 1;
+                return None;
+            }
+            // Seek back once per target: offsets can legitimately skip
+            // (transaction markers), so a second jump is accepted.
+            if offset > next && self.sought.get(&key) != Some(&next) {
+                self.sought.insert(key, next);
+                tracing::warn!(
+                    topic,
+                    partition,
+                    offset,
+                    next,
+                    "Kafka resumed past the manifest's offset; seeking back"
+                );
+                return Some((topic.to_string(), partition, next));
+            }
         }
         match add(&mut self.rows, message) {
             Ok(added) => self.stats.duplicates += added.duplicates as u64,
@@ -296,8 +357,8 @@ impl Writer {
                 tracing::warn!(%error, topic, offset, "Skipping undecodable event");
             }
         }
-        self.pending
-            .insert((topic.to_string(), partition), offset + 1);
+        self.pending.insert(key, offset + 1);
+        None
     }
 
     fn now_us() -> i64 {
@@ -523,7 +584,7 @@ impl Loader {
             .unwritten
             .extend(self.writer.rows.take_batches()?);
         self.writer.try_flush().await?;
-        self.writer.rows.prune();
+        self.writer.rows.prune(Writer::now_us());
         Ok(())
     }
 
@@ -597,9 +658,10 @@ async fn remember_recent(
             (0..batch.num_rows()).map(|i| (alert_key(ids.value(i), closed.value(i)), ts.value(i))),
         );
     }
-    let people = "SELECT id, first_seen FROM unique_people_raw \
-                  UNION ALL SELECT person_id, exit FROM people_present_raw";
-    let people = format!("{people} WHERE date >= '{since_date}'");
+    let people = format!(
+        "SELECT id, first_seen FROM unique_people_raw WHERE date >= '{since_date}' \
+         UNION ALL SELECT person_id, exit FROM people_present_raw WHERE date >= '{since_date}'"
+    );
     let mut people_read = 0;
     for batch in query::sql(&ctx, &people).await? {
         let ids = batch.column(0).as_primitive::<UInt64Type>();

@@ -71,6 +71,8 @@ const ROW_GROUP_ROWS: usize = 64 * 1024;
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     root: Path,
+    /// The directory, for local storage.
+    local_dir: Option<std::path::PathBuf>,
     /// Scheme and authority DataFusion resolves the store by (`file:///`, `s3://bucket/`).
     base: Url,
 }
@@ -85,6 +87,7 @@ impl Storage {
         std::fs::create_dir_all(dir).map_err(io)?;
         let dir = std::fs::canonicalize(dir).map_err(io)?;
         Ok(Storage {
+            local_dir: Some(dir.clone()),
             store: Arc::new(object_store::local::LocalFileSystem::new()),
             root: Path::from_absolute_path(&dir)
                 .map_err(|e| StoreError::Config(format!("{}: {e}", dir.display())))?,
@@ -95,7 +98,88 @@ impl Storage {
     /// Any object store, e.g. S3, with the tables under `root`; `base` is the
     /// URL DataFusion knows the store by (`s3://bucket/`).
     pub fn new(store: Arc<dyn ObjectStore>, base: Url, root: Path) -> Self {
-        Storage { store, root, base }
+        Storage {
+            store,
+            root,
+            base,
+            local_dir: None,
+        }
+    }
+
+    /// Takes the writer lock of a local directory (`.writer.lock`, released
+    /// when the returned file is dropped or the process dies). Another
+    /// process holding it is an error: one writer per storage root.
+    pub fn lock_writer(&self) -> Result<Option<std::fs::File>, StoreError> {
+        let Some(dir) = &self.local_dir else {
+            return Ok(None);
+        };
+        let path = dir.join(".writer.lock");
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Config(format!(
+                "{}: another aggregator is writing to this directory (one writer per storage root)",
+                dir.display()
+            ))),
+            Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+        }
+    }
+
+    /// Every object under the table directories, with its table and path
+    /// relative to the root.
+    async fn table_objects(&self) -> Result<Vec<(Table, String, ObjectMeta)>, StoreError> {
+        let mut out = Vec::new();
+        for table in Table::ALL {
+            let metas: Vec<ObjectMeta> = self
+                .store
+                .list(Some(&self.path(table.name())))
+                .try_collect()
+                .await?;
+            for meta in metas {
+                if let Some(relative) = relative_to(&self.root, &meta.location) {
+                    out.push((table, relative, meta));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every Parquet file under the table directories, as manifest entries
+    /// (for adopting tables written before the manifest existed).
+    pub async fn existing_files(&self) -> Result<Vec<FileEntry>, StoreError> {
+        let mut files = Vec::new();
+        for (table, relative, meta) in self.table_objects().await? {
+            if !relative.ends_with(".parquet") {
+                continue;
+            }
+            let date = relative
+                .split('/')
+                .find_map(|part| part.strip_prefix("date="))
+                .unwrap_or_default()
+                .to_string();
+            let rows = self
+                .read_parquet(&relative)
+                .await
+                .map(|b| b.num_rows() as u64)
+                .unwrap_or(0);
+            files.push(FileEntry {
+                path: relative,
+                table: table.name().to_string(),
+                date,
+                rows,
+                bytes: meta.size,
+            });
+        }
+        Ok(files)
     }
 
     /// The raw object store (every file, committed or not).
@@ -195,21 +279,13 @@ impl Storage {
     /// not list: files of a flush that crashed before its commit, files a
     /// compaction replaced, leftovers of interrupted uploads. Writer start-up only.
     pub async fn sweep_uncommitted(&self, state: &State) -> Result<Vec<String>, StoreError> {
-        let mut orphans = Vec::new();
-        for table in Table::ALL {
-            let metas: Vec<ObjectMeta> = self
-                .store
-                .list(Some(&self.path(table.name())))
-                .try_collect()
-                .await?;
-            for meta in metas {
-                if let Some(relative) = relative_to(&self.root, &meta.location)
-                    && !state.is_live(&relative)
-                {
-                    orphans.push(relative);
-                }
-            }
-        }
+        let orphans: Vec<String> = self
+            .table_objects()
+            .await?
+            .into_iter()
+            .map(|(_, relative, _)| relative)
+            .filter(|relative| !state.is_live(relative))
+            .collect();
         self.delete(&orphans).await?;
         Ok(orphans)
     }
@@ -306,17 +382,25 @@ async fn refreshed(
 ) -> object_store::Result<Arc<State>> {
     let mut guard = cached.lock().await;
     let mut next = State::clone(&guard);
-    let changed = manifest
-        .refresh(&mut next)
-        .await
-        .map_err(|error: ManifestError| object_store::Error::Generic {
-            store: "argus manifest",
-            source: Box::new(error),
-        })?;
+    let changed = match manifest.refresh(&mut next).await {
+        // A cleanup deleted what the listing named: start over from the newest checkpoint.
+        Err(ManifestError::Store(object_store::Error::NotFound { .. })) => {
+            next = manifest.load().await.map_err(manifest_error)?;
+            true
+        }
+        other => other.map_err(manifest_error)?,
+    };
     if changed {
         *guard = Arc::new(next);
     }
     Ok(Arc::clone(&guard))
+}
+
+fn manifest_error(error: ManifestError) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "argus manifest",
+        source: Box::new(error),
+    }
 }
 
 /// Whether a listed object is visible under `state`.

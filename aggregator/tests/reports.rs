@@ -36,17 +36,7 @@ fn config() -> SynthConfig {
 }
 
 fn departments(config: &SynthConfig) -> Vec<Department> {
-    let mut out: Vec<Department> = Vec::new();
-    for (camera, name) in config.camera_departments() {
-        match out.iter_mut().find(|d| d.name == name) {
-            Some(d) => d.cameras.push(camera),
-            None => out.push(Department {
-                name,
-                cameras: vec![camera],
-            }),
-        }
-    }
-    out
+    Department::group(config.camera_departments())
 }
 
 struct Fixture {
@@ -436,4 +426,55 @@ fn a_long_lived_session_sees_new_commits_and_never_uncommitted_files() {
     assert_eq!(count(&ctx), first + second, "the new partition is visible");
     // The next writer sweeps the uncommitted file away.
     assert!(!dir.path().join(&orphan.path).exists());
+}
+
+#[test]
+fn tables_written_before_the_manifest_are_adopted_not_deleted() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Files as the aggregator wrote them before it had a manifest.
+    let legacy = Storage::local(&dir.path().join("legacy")).unwrap();
+    let day = SynthConfig {
+        people_per_day: 40,
+        ..SynthConfig::default()
+    };
+    runtime
+        .block_on(aggregator::bench::generate(legacy.clone(), &day, 10_000))
+        .unwrap();
+    let visits = Truth::generate(&day).visits.len() as i64;
+    let tables = dir.path().join("tables");
+    std::fs::create_dir_all(&tables).unwrap();
+    for entry in std::fs::read_dir(dir.path().join("legacy")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name != "_manifest" && name != ".writer.lock" {
+            std::fs::rename(entry.path(), tables.join(name)).unwrap();
+        }
+    }
+    let storage = Storage::local(&tables).unwrap();
+    let mut loader = runtime
+        .block_on(aggregator::service::Loader::open(storage.clone()))
+        .unwrap();
+    assert_eq!(loader.stats().swept_files, 0, "nothing deleted");
+    // A second writer on the same directory is refused while this one runs.
+    let second = runtime.block_on(aggregator::service::Loader::open(storage.clone()));
+    assert!(
+        second.is_err_and(|e| e.to_string().contains("another aggregator")),
+        "second writer refused"
+    );
+    runtime.block_on(loader.flush()).unwrap();
+    drop(loader);
+    let ctx = runtime
+        .block_on(aggregator::query::open(&storage, &QueryOptions::default()))
+        .unwrap();
+    let batches = runtime
+        .block_on(aggregator::query::sql(
+            &ctx,
+            "SELECT COUNT(*) FROM people_present_raw",
+        ))
+        .unwrap();
+    assert_eq!(
+        batches[0].column(0).as_primitive::<Int64Type>().value(0),
+        visits
+    );
 }
