@@ -50,6 +50,7 @@ mkdir -p "$OUT"
 THREADS="$(nproc)"
 
 log "ingest: $EVENTS events on one thread"
+rm -rf "$OUT/ingest"
 ingest="$("$AGG" bench ingest --events "$EVENTS" --dir "$OUT/ingest")"
 echo "$ingest" > "$OUT/ingest.json"
 rm -rf "$OUT/ingest"

@@ -137,7 +137,7 @@ enum BenchArgs {
         /// Events to feed.
         #[arg(long, default_value_t = 2_000_000)]
         events: usize,
-        /// Scratch directory for the tables (emptied first).
+        /// Scratch directory for the tables (must be new or empty).
         #[arg(long)]
         dir: PathBuf,
         /// Rows buffered per commit.
@@ -584,7 +584,15 @@ async fn bench_command(bench: BenchArgs) -> ExitCode {
             dir,
             flush_rows,
         } => {
-            let _ = std::fs::remove_dir_all(&dir);
+            if std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some()) {
+                return fail(
+                    2,
+                    format!(
+                        "{}: not empty; give a new or empty scratch directory",
+                        dir.display()
+                    ),
+                );
+            }
             let storage = match aggregator::store::Storage::local(&dir) {
                 Ok(storage) => storage,
                 Err(error) => return fail(1, error),

@@ -188,7 +188,7 @@ pub fn duckdb_setup(root: &Path, tables: &[Table], departments: &[Department]) -
             "CREATE VIEW {} AS SELECT * FROM read_parquet('{}/{}/*/*.parquet', \
              hive_partitioning = true, hive_types = {{'date': VARCHAR}});\n",
             table.sql_name(),
-            root.display(),
+            root.display().to_string().replace('\'', "''"),
             table.name()
         ));
     }
