@@ -76,8 +76,9 @@ pub struct Rows {
     tracks: Vec<TrackSummary>,
     /// Person id → newest time it was seen.
     known_people: HashMap<u64, i64>,
-    /// Event id → its event time.
-    seen_events: HashMap<String, i64>,
+    /// 128-bit digest of an event id → its event time (no allocation per
+    /// event; a collision needs ~2^64 ids).
+    seen_events: HashMap<u128, i64>,
     newest_ts: i64,
     window_us: i64,
 }
@@ -122,7 +123,7 @@ impl Rows {
     /// Marks event ids already stored, with their event times (read back at start-up).
     pub fn know_events(&mut self, ids: impl IntoIterator<Item = (String, i64)>) {
         for (id, ts) in ids {
-            self.first_time(id, ts);
+            self.first_time(&id, ts);
         }
     }
 
@@ -154,9 +155,9 @@ impl Rows {
     }
 
     /// True the first time an event id is seen within the window.
-    fn first_time(&mut self, event_id: String, ts: i64) -> bool {
+    fn first_time(&mut self, event_id: &str, ts: i64) -> bool {
         self.newest_ts = self.newest_ts.max(ts);
-        match self.seen_events.entry(event_id) {
+        match self.seen_events.entry(digest(event_id)) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(ts);
@@ -173,7 +174,7 @@ impl Rows {
         } else {
             e.enter_ts_us
         };
-        if !self.first_time(e.event_id.clone(), ts) {
+        if !self.first_time(&e.event_id, ts) {
             return Added {
                 rows: 0,
                 duplicates: 1,
@@ -238,7 +239,7 @@ impl Rows {
 
     /// One `id_merges` row per merge; re-delivered merges (same id) are ignored.
     pub fn add_merge(&mut self, m: &IdMerge) -> Added {
-        if !self.first_time(m.event_id.clone(), m.ts_us) {
+        if !self.first_time(&m.event_id, m.ts_us) {
             return Added {
                 rows: 0,
                 duplicates: 1,
@@ -253,7 +254,7 @@ impl Rows {
 
     /// One `tracks` row per track summary; re-delivered ones are ignored.
     pub fn add_track(&mut self, t: &TrackSummary) -> Added {
-        if !self.first_time(t.event_id.clone(), t.last_ts_us) {
+        if !self.first_time(&t.event_id, t.last_ts_us) {
             return Added {
                 rows: 0,
                 duplicates: 1,
@@ -268,7 +269,7 @@ impl Rows {
 
     /// One `alerts` row per alert event (raised, then closed); re-delivered ones are ignored.
     pub fn add_alert(&mut self, a: &Alert) -> Added {
-        if !self.first_time(alert_key(&a.alert_id, a.closed), a.ts_us) {
+        if !self.first_time(&alert_key(&a.alert_id, a.closed), a.ts_us) {
             return Added {
                 rows: 0,
                 duplicates: 1,
@@ -455,6 +456,19 @@ impl Rows {
         }
         Ok(out)
     }
+}
+
+/// Two independent 64-bit SipHash digests of an id (fixed keys: stable
+/// within a process, which is all the dedup memory needs).
+fn digest(id: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        salt.hash(&mut hasher);
+        id.hash(&mut hasher);
+        hasher.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
 }
 
 /// Dedup key of an alert event: its id and whether it closes the alert.
