@@ -60,8 +60,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
-use datafusion::execution::cache::cache_manager::CacheManagerConfig;
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -254,14 +253,7 @@ pub fn session_config_with_limits(
             "the query memory limit must be > 0 bytes".into(),
         ]));
     }
-    let cache = CacheManagerConfig::default().with_list_files_cache_limit(0);
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(memory_limit_bytes, 1.0)
-        .with_cache_manager(cache)
-        .build_arc()
-        .map_err(HttpError::Runtime)?;
-    let config = SessionConfig::new().with_information_schema(true);
-    Ok((config, runtime))
+    crate::query::session_setup(Some(memory_limit_bytes)).map_err(HttpError::Runtime)
 }
 
 /// Binds the listening socket of `settings`.

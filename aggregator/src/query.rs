@@ -25,7 +25,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use schemas::tables::Table;
 
@@ -119,17 +119,29 @@ pub async fn context(data_dir: &Path) -> Result<SessionContext, QueryError> {
     open(&Storage::local(data_dir)?, &QueryOptions::default()).await
 }
 
-/// A session over `storage` with every table and view registered.
-pub async fn open(storage: &Storage, options: &QueryOptions) -> Result<SessionContext, QueryError> {
-    // DataFusion caches directory listings forever by default; the committed
-    // view must be asked on every query, so the cache is off.
+/// The configuration and runtime of every aggregator session: the listing
+/// cache is off (DataFusion 55 caches directory listings forever by
+/// default, and the committed view must be asked on every query, so new
+/// commits show), `information_schema` is on (`SHOW TABLES`), and with
+/// `memory_limit_bytes` all running queries share one pool of that size.
+pub fn session_setup(
+    memory_limit_bytes: Option<usize>,
+) -> Result<(SessionConfig, Arc<RuntimeEnv>), DataFusionError> {
     let mut runtime = RuntimeEnvBuilder::new()
         .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0));
-    if let Some(bytes) = options.memory_limit_bytes {
+    if let Some(bytes) = memory_limit_bytes {
         runtime = runtime.with_memory_limit(bytes, 1.0);
     }
-    let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+    Ok((
+        SessionConfig::new().with_information_schema(true),
+        runtime.build_arc()?,
+    ))
+}
+
+/// A session over `storage` with every table and view registered.
+pub async fn open(storage: &Storage, options: &QueryOptions) -> Result<SessionContext, QueryError> {
+    let (config, runtime) = session_setup(options.memory_limit_bytes)?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_object_store(storage.base_url(), storage.committed_view());
     for table in Table::ALL {
         let listing = ListingOptions::new(Arc::new(ParquetFormat::default()))
