@@ -7,12 +7,12 @@
 //! - `GET /reports/dwell?day=DAY`
 //!
 //! Each answers `{"report": ..., "results": [{"title", "sql", "rows": [...]}]}`
-//! and sits behind the same bearer token and query timeout as `POST /sql`.
+//! and sits behind the same bearer token, query timeout and concurrency
+//! limit as `POST /sql` (a report takes one of its slots).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -26,7 +26,6 @@ use crate::format::{self, OutputFormat};
 use crate::http::{self, HttpSettings, SqlState};
 use crate::query::{self, QueryOptions};
 use crate::reports::{self, Report, day_start_us};
-use crate::store::Storage;
 
 /// The API could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +46,7 @@ pub enum ApiError {
 
 /// A session over the configured storage with the query memory limit.
 pub async fn session(config: &AggregatorConfig) -> Result<SessionContext, query::QueryError> {
-    let storage = Storage::local(&config.data_dir)?;
+    let storage = config.storage()?;
     let options = QueryOptions {
         memory_limit_bytes: Some(config.query_memory_limit_mb as usize * 1024 * 1024),
         departments: config.departments.clone(),
@@ -73,18 +72,12 @@ pub async fn router(
     settings: &HttpSettings,
 ) -> Result<Router, ApiError> {
     let ctx = Arc::new(session(config).await?);
-    let sql = http::router(SqlState::new(Arc::clone(&ctx), settings)?);
-    let timeout = Duration::from_secs_f64(settings.query_timeout_s.clamp(0.001, 86_400.0));
+    let state = SqlState::new(ctx, settings)?;
+    // Reports share the SQL service's concurrency slots, threads and timeout.
     let reports = Router::new()
         .route("/reports/{name}", get(report))
-        .with_state(ReportState { ctx, timeout });
-    Ok(sql.merge(http::require_token(reports, settings.token.as_deref())))
-}
-
-#[derive(Clone)]
-struct ReportState {
-    ctx: Arc<SessionContext>,
-    timeout: Duration,
+        .with_state(state.clone());
+    Ok(http::router(state).merge(http::require_token(reports, settings.token.as_deref())))
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -166,7 +159,7 @@ fn build(name: &str, params: &HashMap<String, String>) -> Result<Report, String>
 }
 
 async fn report(
-    State(state): State<ReportState>,
+    State(state): State<SqlState>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -182,16 +175,14 @@ async fn report(
             return error(status, message);
         }
     };
-    let results = match tokio::time::timeout(state.timeout, reports::run(&state.ctx, &report)).await
+    let ctx = Arc::clone(state.context());
+    let results = match state
+        .limited(async move { reports::run(&ctx, &report).await })
+        .await
     {
         Ok(Ok(results)) => results,
         Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(_) => {
-            return error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the report exceeded the query timeout",
-            );
-        }
+        Err(refused) => return refused,
     };
     let mut out = Vec::new();
     for (query, batches) in results {

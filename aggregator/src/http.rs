@@ -409,13 +409,7 @@ impl SqlState {
                         "Query refused"
                     );
                 }
-                let mut response = error_response(status, &message);
-                if status == StatusCode::TOO_MANY_REQUESTS {
-                    response
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                }
-                response
+                failure_response(&failure)
             }
         }
     }
@@ -423,24 +417,47 @@ impl SqlState {
     /// Plans, checks, runs and encodes `sql` on the query runtime, within
     /// the timeout.
     async fn answer(&self, sql: &str, format: OutputFormat) -> Result<Answer, Failure> {
-        let shared = &self.inner;
         if sql.trim().is_empty() {
             return Err(Failure::EmptySql);
         }
+        let ctx = Arc::clone(&self.inner.ctx);
+        let sql = sql.to_owned();
+        let max_rows = self.inner.max_result_rows;
+        self.spawn_limited(async move {
+            let (schema, batches, rows) = collect(&ctx, &sql, max_rows).await?;
+            let body = format::encode(&schema, &batches, format).map_err(Failure::Format)?;
+            Ok(Answer { body, rows })
+        })
+        .await
+    }
+
+    /// Runs `work` under the limits every query shares: it takes one of the
+    /// `max_concurrent_queries` slots or is refused 429 at once, runs on the
+    /// query threads, and is aborted at the timeout (504). Routes merged next
+    /// to [`router`]'s (canned reports) run their queries through this.
+    pub async fn limited<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, Response> {
+        self.spawn_limited(async move { Ok(work.await) })
+            .await
+            .map_err(|failure| failure_response(&failure))
+    }
+
+    async fn spawn_limited<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, Failure>> + Send + 'static,
+    ) -> Result<T, Failure> {
+        let shared = &self.inner;
         // The slot goes with the task, so a query counts against
         // `max_concurrent_queries` until its work has really stopped, even
         // after its request timed out.
         let permit = Arc::clone(&shared.permits)
             .try_acquire_owned()
             .map_err(|_| Failure::Busy(shared.max_concurrent_queries))?;
-        let ctx = Arc::clone(&shared.ctx);
-        let sql = sql.to_owned();
-        let max_rows = shared.max_result_rows;
         let mut task = AbortOnDrop(shared.queries.handle.spawn(async move {
             let _permit = permit;
-            let (schema, batches, rows) = collect(&ctx, &sql, max_rows).await?;
-            let body = format::encode(&schema, &batches, format).map_err(Failure::Format)?;
-            Ok(Answer { body, rows })
+            work.await
         }));
         // On timeout `task` is dropped and aborted: the query future, with
         // its record batch stream, is dropped at its next yield, and that
@@ -451,6 +468,18 @@ impl SqlState {
             Err(_) => Err(Failure::Timeout(shared.timeout)),
         }
     }
+}
+
+/// The error answer of a failure (429 with `Retry-After`).
+fn failure_response(failure: &Failure) -> Response {
+    let status = failure.status();
+    let mut response = error_response(status, &failure.to_string());
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 /// An encoded result.

@@ -756,6 +756,8 @@ async fn the_configured_api_answers_sql_and_reports_behind_the_token() {
     let departments = Department::group(synth.camera_departments());
     let settings = HttpSettings {
         token: Some("s3cret".into()),
+        max_concurrent_queries: 1,
+        query_timeout_s: 3.0,
         ..HttpSettings::default()
     };
     let mut config = AggregatorConfig::new(
@@ -827,14 +829,43 @@ async fn the_configured_api_answers_sql_and_reports_behind_the_token() {
     let missing = request(address, "GET", "/reports/nope", &auth, b"").await;
     assert_eq!(missing.status, 404);
 
-    let reply = request(
-        address,
-        "POST",
-        "/sql?format=csv",
-        &auth,
-        b"SELECT COUNT(*) AS people FROM unique_people",
-    )
-    .await;
+    // Reports take the SQL service's slots: while a slow query holds the
+    // only one, a report is turned away at once.
+    let slow =
+        tokio::spawn(
+            async move { request(address, "POST", "/sql", &auth, SLOW_SQL.as_bytes()).await },
+        );
+    let occupancy = format!("/reports/occupancy?day={day}");
+    let mut busy = None;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let reply = request(address, "GET", &occupancy, &auth, b"").await;
+        if reply.status == 429 {
+            busy = Some(reply);
+            break;
+        }
+    }
+    let busy = busy.expect("a report refused while the slow query runs");
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    assert_eq!(slow.await.unwrap().status, 504);
+
+    let mut reply = None;
+    for _ in 0..50 {
+        let answer = request(
+            address,
+            "POST",
+            "/sql?format=csv",
+            &auth,
+            b"SELECT COUNT(*) AS people FROM unique_people",
+        )
+        .await;
+        if answer.status != 429 {
+            reply = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reply = reply.expect("the slot is free again within 5 s");
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         reply.text(),
