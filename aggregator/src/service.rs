@@ -87,7 +87,8 @@ pub async fn run(
     config: AggregatorConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<AggregatorStats, AggregatorError> {
-    let storage = Storage::local(&config.data_dir)?;
+    let storage = config.storage()?;
+    let tables = storage.describe();
     let mut writer = Writer::open(&config, storage).await?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = match &config.http {
@@ -124,7 +125,7 @@ pub async fn run(
     let mut drain_deadline: Option<Instant> = None;
     let mut last_check = Instant::now();
     tracing::info!(
-        data_dir = %config.data_dir.display(),
+        tables = %tables,
         group = %config.group_id,
         commit = writer.state.seq,
         "Aggregator consuming"
@@ -470,13 +471,7 @@ impl Writer {
         }
         if self.retention_days > 0 {
             let cutoff = utc_date(Self::now_us() - i64::from(self.retention_days) * 86_400_000_000);
-            let expired: Vec<String> = self
-                .state
-                .files
-                .values()
-                .filter(|f| f.date < cutoff)
-                .map(|f| f.path.clone())
-                .collect();
+            let expired = expired_files(&self.state, &cutoff);
             if !expired.is_empty() {
                 self.commit_replacement(Vec::new(), expired.clone()).await?;
                 self.stats.expired_files += expired.len() as u64;
@@ -608,6 +603,23 @@ impl Loader {
     }
 }
 
+/// Tables retention never shortens: one row per person and per merge, and
+/// dropping them would split people again (a merge chain loses a link) or
+/// lose the first sighting of someone still coming back.
+const KEPT_FOREVER: [Table; 2] = [Table::UniquePeople, Table::IdMerges];
+
+/// Live files of partitions dated before `cutoff` (`YYYY-MM-DD`), except
+/// those of [`KEPT_FOREVER`] tables.
+fn expired_files(state: &State, cutoff: &str) -> Vec<String> {
+    state
+        .files
+        .values()
+        .filter(|f| f.date.as_str() < cutoff)
+        .filter(|f| !KEPT_FOREVER.iter().any(|t| t.name() == f.table))
+        .map(|f| f.path.clone())
+        .collect()
+}
+
 /// Groups files, oldest name first, into bundles of at most `target` rows.
 fn bundles(mut files: Vec<FileEntry>, target: u64) -> Vec<Vec<FileEntry>> {
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -718,6 +730,38 @@ mod tests {
             rows,
             bytes: 1,
         }
+    }
+
+    #[test]
+    fn retention_drops_old_partitions_but_keeps_people_and_merges() {
+        let mut state = State::default();
+        for (table, date) in [
+            ("people_present", "2026-10-01"),
+            ("frames", "2026-10-01"),
+            ("unique_people", "2026-10-01"),
+            ("id_merges", "2026-10-01"),
+            ("people_present", "2026-11-20"),
+        ] {
+            let path = format!("{table}/date={date}/part-1.parquet");
+            let file = FileEntry {
+                path: path.clone(),
+                table: table.into(),
+                date: date.into(),
+                rows: 1,
+                bytes: 1,
+            };
+            state.files.insert(path, file);
+        }
+        let mut expired = expired_files(&state, "2026-11-01");
+        expired.sort();
+        assert_eq!(
+            expired,
+            vec![
+                "frames/date=2026-10-01/part-1.parquet",
+                "people_present/date=2026-10-01/part-1.parquet"
+            ]
+        );
+        assert!(expired_files(&state, "2026-09-01").is_empty());
     }
 
     #[test]
