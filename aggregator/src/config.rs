@@ -6,6 +6,8 @@ use serde::Deserialize;
 use service_kit::config::{ConfigError, Problems};
 use service_kit::kafka::KafkaSettings;
 
+use crate::store::{S3Settings, Storage, StoreError};
+
 /// Everything the aggregator needs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,8 +18,13 @@ pub struct AggregatorConfig {
     #[serde(default = "default_group")]
     pub group_id: String,
     /// Directory holding one sub-directory per table. Relative paths are
-    /// resolved against the config file's directory.
-    pub data_dir: PathBuf,
+    /// resolved against the config file's directory. Exactly one of
+    /// `data_dir` and `[s3]` is set.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// The tables in an S3-compatible bucket instead of `data_dir`.
+    #[serde(default)]
+    pub s3: Option<S3Settings>,
     /// Seconds between Parquet flushes (offsets are committed after each).
     #[serde(default = "default_flush_s")]
     pub flush_interval_s: f64,
@@ -144,7 +151,8 @@ impl AggregatorConfig {
         AggregatorConfig {
             kafka,
             group_id: default_group(),
-            data_dir,
+            data_dir: Some(data_dir),
+            s3: None,
             flush_interval_s: default_flush_s(),
             drain_timeout_s: default_drain_s(),
             dedup_window_s: default_dedup_window_s(),
@@ -159,10 +167,9 @@ impl AggregatorConfig {
     /// Loads the file, resolves paths, applies environment overrides and validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut config: AggregatorConfig = service_kit::config::load(path)?;
-        config.data_dir = path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(&config.data_dir);
+        if let Some(dir) = &mut config.data_dir {
+            *dir = path.parent().unwrap_or(Path::new(".")).join(&*dir);
+        }
         config.kafka.apply_env();
         if let Ok(token) = std::env::var("ARGUS_HTTP_TOKEN")
             && let Some(http) = &mut config.http
@@ -173,9 +180,28 @@ impl AggregatorConfig {
         Ok(config)
     }
 
+    /// Opens the configured storage: `data_dir` or the `[s3]` bucket.
+    pub fn storage(&self) -> Result<Storage, StoreError> {
+        match (&self.data_dir, &self.s3) {
+            (Some(dir), None) => Storage::local(dir),
+            (None, Some(s3)) => Storage::s3(s3),
+            _ => Err(StoreError::Config(
+                "set exactly one of data_dir and [s3]".into(),
+            )),
+        }
+    }
+
     /// Checks every field and reports all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut p = Problems::default();
+        p.check(self.data_dir.is_some() != self.s3.is_some(), || {
+            "set exactly one of data_dir (a local directory) and [s3] (a bucket)".into()
+        });
+        if let Some(s3) = &self.s3 {
+            for problem in s3.validate() {
+                p.check(false, || format!("s3: {problem}"));
+            }
+        }
         p.check(!self.kafka.bootstrap_servers.trim().is_empty(), || {
             "kafka.bootstrap_servers is empty".into()
         });
@@ -271,6 +297,51 @@ mod tests {
         assert!(
             err.contains("flush_interval_s") && err.contains("group_id"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn storage_is_a_directory_or_a_bucket_and_s3_mistakes_are_reported() {
+        let parse = |text: &str| -> AggregatorConfig {
+            toml::from_str(&format!(
+                "{text}\n[kafka]\nbootstrap_servers = \"k:9092\"\n"
+            ))
+            .unwrap()
+        };
+        let neither = parse("").validate().unwrap_err().to_string();
+        assert!(neither.contains("exactly one of data_dir"), "{neither}");
+        let both = parse("data_dir = \"t\"\ns3 = { bucket = \"b\" }")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("exactly one of data_dir"), "{both}");
+        let bad = parse(
+            "s3 = { bucket = \"a/b\", endpoint = \"http://127.0.0.1:9000\", access_key_id = \"k\" }",
+        );
+        let err = bad.validate().unwrap_err().to_string();
+        for needle in [
+            "s3: bucket \"a/b\"",
+            "set allow_http = true",
+            "access_key_id and secret_access_key go together",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+        let good = parse(
+            "[s3]\nbucket = \"argus\"\nprefix = \"/site-1/tables/\"\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true",
+        );
+        good.validate().unwrap();
+        let storage = good.storage().unwrap();
+        assert_eq!(storage.describe(), "s3://argus/site-1/tables");
+        assert_eq!(
+            storage.table_url(schemas::tables::Table::Frames),
+            "s3://argus/site-1/tables/frames/"
+        );
+        assert!(format!("{:?}", good.s3).contains("bucket"));
+        let secret =
+            parse("s3 = { bucket = \"b\", access_key_id = \"k\", secret_access_key = \"hush\" }");
+        assert!(
+            !format!("{secret:?}").contains("hush"),
+            "secrets stay out of logs"
         );
     }
 

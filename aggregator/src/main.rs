@@ -24,7 +24,7 @@ struct Args {
 /// Where the tables are.
 #[derive(Debug, ClapArgs)]
 struct Source {
-    /// Aggregator configuration (data directory, departments, HTTP settings).
+    /// Aggregator configuration (data directory or S3 bucket, departments, HTTP settings).
     #[arg(long, short, conflicts_with = "data_dir")]
     config: Option<PathBuf>,
     /// Directory holding the tables (the `data_dir` of the configuration).
@@ -69,7 +69,7 @@ enum Command {
     },
     /// Canned reports using the configured departments.
     Report {
-        /// Configuration with `data_dir` and `[[departments]]`.
+        /// Configuration with `data_dir` (or `[s3]`) and `[[departments]]`.
         #[arg(long, short)]
         config: PathBuf,
         /// Print the SQL before each result.
@@ -123,7 +123,7 @@ enum Command {
     },
     /// Serve the read-only HTTP SQL API and reports without consuming events.
     Serve {
-        /// Configuration with `data_dir`, `[http]` and `[[departments]]`.
+        /// Configuration with `data_dir` (or `[s3]`), `[http]` and `[[departments]]`.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -403,7 +403,7 @@ fn main() -> ExitCode {
 async fn open_config(
     config: &AggregatorConfig,
 ) -> Result<SessionContext, aggregator::query::QueryError> {
-    let storage = aggregator::store::Storage::local(&config.data_dir)?;
+    let storage = config.storage()?;
     let options = QueryOptions {
         memory_limit_bytes: None,
         departments: config.departments.clone(),
@@ -656,8 +656,11 @@ async fn bench_command(bench: BenchArgs) -> ExitCode {
             }
             if let Some(dir) = &sql_out {
                 use schemas::tables::Table;
+                let Some(data_dir) = &config.data_dir else {
+                    return fail(2, "the DuckDB comparison reads a local data_dir, not [s3]");
+                };
                 let setup = aggregator::query::duckdb_setup(
-                    &std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone()),
+                    &std::fs::canonicalize(data_dir).unwrap_or(data_dir.clone()),
                     &[Table::PeoplePresent, Table::IdMerges, Table::CameraHealth],
                     &config.departments,
                 );

@@ -23,12 +23,14 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use schemas::tables::Table;
+use serde::Deserialize;
 use url::Url;
 
 use crate::manifest::{FileEntry, Manifest, ManifestError, State};
@@ -63,6 +65,99 @@ pub enum StoreError {
     Config(String),
 }
 
+/// Tables in an S3-compatible object store (AWS S3, MinIO, Ceph RGW, R2...)
+/// instead of a local directory: the `[s3]` section of the configuration.
+///
+/// Anything left out comes from the standard `AWS_*` environment variables
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+/// `AWS_REGION`, `AWS_ENDPOINT`...), then from the instance or web-identity
+/// credential providers. The commit log needs conditional writes
+/// (`If-None-Match: *`), which AWS S3, MinIO and R2 support.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// Bucket name (the bucket must exist).
+    pub bucket: String,
+    /// Key prefix the tables live under, e.g. `"argus/tables"`; empty: the bucket root.
+    #[serde(default)]
+    pub prefix: String,
+    /// Region, e.g. `"eu-west-1"`; default from the environment, else `us-east-1`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Endpoint of an S3-compatible server, e.g. `"https://minio.internal:9000"`;
+    /// default: AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Allow a plain `http://` endpoint (only on a trusted network).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Virtual-hosted-style requests (`bucket.endpoint/key`) instead of path
+    /// style (`endpoint/bucket/key`, the default, which S3-compatible servers expect).
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+    /// Access key id; default from the environment.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret access key; default from the environment.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Session token of temporary credentials; default from the environment.
+    #[serde(default)]
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("allow_http", &self.allow_http)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &redacted(&self.secret_access_key))
+            .field("session_token", &redacted(&self.session_token))
+            .finish()
+    }
+}
+
+impl S3Settings {
+    /// Every problem with these settings (empty when they are usable).
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.bucket.trim().is_empty() || self.bucket.contains('/') {
+            problems.push(format!(
+                "bucket {:?} must be a bucket name (no '/')",
+                self.bucket
+            ));
+        }
+        if Path::parse(self.prefix.trim_matches('/')).is_err() {
+            problems.push(format!(
+                "prefix {:?} is not a valid key prefix",
+                self.prefix
+            ));
+        }
+        if let Some(endpoint) = &self.endpoint {
+            match Url::parse(endpoint) {
+                Ok(url) if url.scheme() == "https" => {}
+                Ok(url) if url.scheme() == "http" && !self.allow_http => problems.push(format!(
+                    "endpoint {endpoint} is plain http: set allow_http = true to use it"
+                )),
+                Ok(url) if url.scheme() == "http" => {}
+                Ok(_) | Err(_) => {
+                    problems.push(format!("endpoint {endpoint:?} is not an http(s) URL"))
+                }
+            }
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            problems.push("access_key_id and secret_access_key go together".into());
+        }
+        problems
+    }
+}
+
 /// Rows per row group: ~1 MiB groups for these narrow tables.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 
@@ -93,6 +188,56 @@ impl Storage {
                 .map_err(|e| StoreError::Config(format!("{}: {e}", dir.display())))?,
             base: Url::parse("file:///").map_err(|e| StoreError::Config(e.to_string()))?,
         })
+    }
+
+    /// An S3-compatible bucket (see [`S3Settings`]). Nothing is contacted
+    /// until the first read or write.
+    pub fn s3(settings: &S3Settings) -> Result<Self, StoreError> {
+        let problems = settings.validate();
+        if !problems.is_empty() {
+            return Err(StoreError::Config(problems.join("; ")));
+        }
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&settings.bucket)
+            .with_allow_http(settings.allow_http)
+            .with_virtual_hosted_style_request(settings.virtual_hosted_style)
+            .with_conditional_put(S3ConditionalPut::ETagMatch);
+        if let Some(region) = &settings.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(key) = &settings.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &settings.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        if let Some(token) = &settings.session_token {
+            builder = builder.with_token(token);
+        }
+        let store = builder
+            .build()
+            .map_err(|e| StoreError::Config(format!("s3://{}: {e}", settings.bucket)))?;
+        let base = Url::parse(&format!("s3://{}/", settings.bucket))
+            .map_err(|e| StoreError::Config(format!("bucket {:?}: {e}", settings.bucket)))?;
+        let root = Path::parse(settings.prefix.trim_matches('/'))
+            .map_err(|e| StoreError::Config(format!("prefix {:?}: {e}", settings.prefix)))?;
+        Ok(Storage::new(Arc::new(store), base, root))
+    }
+
+    /// Where the tables are, for logs: a directory or `s3://bucket/prefix`.
+    pub fn describe(&self) -> String {
+        match &self.local_dir {
+            Some(dir) => dir.display().to_string(),
+            None => format!("{}{}", self.base, self.root),
+        }
+    }
+
+    /// The local directory, for local storage.
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        self.local_dir.as_deref()
     }
 
     /// Any object store, e.g. S3, with the tables under `root`; `base` is the

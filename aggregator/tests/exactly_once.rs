@@ -5,6 +5,10 @@
 //! a final clean run every produced frame is a row exactly once (frames
 //! have no event id: only the manifest's offsets keep them exactly once),
 //! and every presence interval and person exactly once.
+//!
+//! The same test runs on a local directory and on an S3 bucket (moto's S3
+//! server from PyPI on 127.0.0.1, started by the test; `scripts/test.sh`
+//! installs it and names its Python in `ARGUS_S3_PYTHON`).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -15,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aggregator::manifest::Manifest;
-use aggregator::store::Storage;
+use aggregator::query::QueryOptions;
+use aggregator::store::{S3Settings, Storage};
 use broker::EmbeddedBroker;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
@@ -124,18 +129,25 @@ fn produce_until(kafka: KafkaSettings, stop: Arc<AtomicBool>, sent: Arc<Mutex<Se
     });
 }
 
-fn write_config(dir: &Path, bootstrap: &str) -> std::path::PathBuf {
+/// Where the tables go: the TOML line that configures it (first in the
+/// file) and the same storage opened by the test.
+struct Target {
+    toml: String,
+    storage: Storage,
+}
+
+fn write_config(dir: &Path, bootstrap: &str, target: &Target, flush_s: f64) -> std::path::PathBuf {
     let path = dir.join("aggregator.toml");
     std::fs::write(
         &path,
         format!(
             r#"
-data_dir = "tables"
-flush_interval_s = 0.05
+{storage}
+flush_interval_s = {flush_s}
 drain_timeout_s = 30.0
 
 [compaction]
-interval_s = 0.25
+interval_s = {compact_s}
 min_files = 3
 delete_grace_s = 0.2
 
@@ -144,7 +156,9 @@ bootstrap_servers = "{bootstrap}"
 [kafka.properties]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
-"#
+"#,
+            storage = target.toml,
+            compact_s = flush_s * 5.0,
         ),
     )
     .unwrap();
@@ -172,17 +186,18 @@ fn start(config: &Path, log: &Arc<Mutex<Vec<String>>>) -> Child {
     child
 }
 
-fn committed_seq(runtime: &tokio::runtime::Runtime, tables: &Path) -> u64 {
-    let storage = Storage::local(tables).unwrap();
+fn committed_seq(runtime: &tokio::runtime::Runtime, storage: &Storage) -> u64 {
     runtime
         .block_on(Manifest::load(&storage.manifest()))
         .map(|s| s.seq)
         .unwrap_or(0)
 }
 
-fn count(runtime: &tokio::runtime::Runtime, tables: &Path, sql: &str) -> Vec<i64> {
+fn count(runtime: &tokio::runtime::Runtime, storage: &Storage, sql: &str) -> Vec<i64> {
     runtime.block_on(async {
-        let ctx = aggregator::query::context(tables).await.unwrap();
+        let ctx = aggregator::query::open(storage, &QueryOptions::default())
+            .await
+            .unwrap();
         let batches: Vec<RecordBatch> = aggregator::query::sql(&ctx, sql).await.unwrap();
         let batch = &batches[0];
         (0..batch.num_columns())
@@ -191,13 +206,14 @@ fn count(runtime: &tokio::runtime::Runtime, tables: &Path, sql: &str) -> Vec<i64
     })
 }
 
-#[test]
-fn sigkill_at_any_moment_loses_nothing_and_duplicates_nothing() {
+/// Kills the aggregator `lives` times mid-work, then lets a last life catch
+/// up and stop cleanly, and checks every row is there exactly once.
+fn kill_and_recover(target: Target, lives: u64, flush_s: f64) {
     let broker = EmbeddedBroker::start(1, Some(2)).unwrap();
     let kafka = KafkaSettings::new(broker.bootstrap_servers());
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &broker.bootstrap_servers());
-    let tables = dir.path().join("tables");
+    let config = write_config(dir.path(), &broker.bootstrap_servers(), &target, flush_s);
+    let storage = &target.storage;
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -208,19 +224,19 @@ fn sigkill_at_any_moment_loses_nothing_and_duplicates_nothing() {
     };
 
     // Kill it mid-work several times: each time once it has committed
-    // something in this life, after a varying delay (flushes every 50 ms,
-    // compactions every 250 ms, so the kills land in all phases).
+    // something in this life, after a varying delay (flushes every
+    // `flush_s`, compactions every 5 flushes, so the kills land in all phases).
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut kills = 0;
     let mut progressed = 0;
-    for round in 0..5u64 {
-        let before = committed_seq(&runtime, &tables);
+    for round in 0..lives {
+        let before = committed_seq(&runtime, storage);
         let mut child = start(&config, &log);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while committed_seq(&runtime, &tables) <= before + 2 && Instant::now() < deadline {
+        while committed_seq(&runtime, storage) <= before + 2 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if committed_seq(&runtime, &tables) > before {
+        if committed_seq(&runtime, storage) > before {
             progressed += 1;
         }
         std::thread::sleep(Duration::from_millis(37 * round + 10));
@@ -238,7 +254,7 @@ fn sigkill_at_any_moment_loses_nothing_and_duplicates_nothing() {
     let expected_frames = sent.frames as i64;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let frames = count(&runtime, &tables, "SELECT COUNT(*) FROM frames")[0];
+        let frames = count(&runtime, storage, "SELECT COUNT(*) FROM frames")[0];
         if frames >= expected_frames || Instant::now() > deadline {
             break;
         }
@@ -253,14 +269,14 @@ fn sigkill_at_any_moment_loses_nothing_and_duplicates_nothing() {
     assert!(child.wait().unwrap().success(), "clean stop");
 
     let log = log.lock().unwrap().join("\n");
-    assert_eq!(kills, 5);
+    assert_eq!(kills, lives);
     assert_eq!(
-        progressed, 5,
+        progressed, lives,
         "every life committed something before its kill"
     );
     let frames = count(
         &runtime,
-        &tables,
+        storage,
         "SELECT COUNT(*), COUNT(DISTINCT frame_seq) FROM frames",
     );
     assert_eq!(
@@ -270,26 +286,26 @@ fn sigkill_at_any_moment_loses_nothing_and_duplicates_nothing() {
     );
     let intervals = count(
         &runtime,
-        &tables,
+        storage,
         "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM people_present_raw",
     );
     let expected = sent.intervals as i64;
     assert_eq!(intervals, vec![expected, expected], "intervals once each");
     let people = count(
         &runtime,
-        &tables,
+        storage,
         "SELECT COUNT(*), COUNT(DISTINCT id) FROM unique_people_raw",
     );
     assert_eq!(people, vec![sent.people as i64, sent.people as i64]);
 
     // Nothing but committed files (and no compaction inputs) is left behind.
-    let storage = Storage::local(&tables).unwrap();
     let state = runtime.block_on(storage.manifest().load()).unwrap();
     let leftovers = runtime.block_on(storage.sweep_uncommitted(&state)).unwrap();
     let compactions = log.matches("Compacted").count();
     let swept = log.matches("Deleted files no commit lists").count();
     eprintln!(
-        "{sent:?}; commits {}; live files {}; compactions {compactions}; lives that swept files {swept}; left over {}",
+        "{}: {sent:?}; commits {}; live files {}; compactions {compactions}; lives that swept files {swept}; left over {}",
+        storage.describe(),
         state.seq,
         state.files.len(),
         leftovers.len()
@@ -297,4 +313,85 @@ fn sigkill_at_any_moment_loses_nothing_and_duplicates_nothing() {
     assert!(compactions > 0, "compaction ran during the test");
     let live: HashSet<&String> = state.files.keys().collect();
     assert!(live.len() < state.seq as usize, "compaction replaced files");
+}
+
+#[test]
+fn sigkill_at_any_moment_loses_nothing_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = dir.path().join("tables");
+    let target = Target {
+        toml: format!("data_dir = {:?}", tables.display().to_string()),
+        storage: Storage::local(&tables).unwrap(),
+    };
+    kill_and_recover(target, 5, 0.05);
+}
+
+/// moto's S3 server on an ephemeral 127.0.0.1 port, stopped on drop.
+struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start(bucket: &str) -> S3Server {
+        let python = std::env::var("ARGUS_S3_PYTHON")
+            .expect("ARGUS_S3_PYTHON names the Python that has moto (scripts/test.sh installs it)");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/s3_server.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(bucket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the S3 server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("S3 server printed {line:?}, not its port"));
+        S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sigkill_on_s3_loses_nothing_and_duplicates_nothing() {
+    let server = S3Server::start("argus-tables");
+    let settings = S3Settings {
+        bucket: "argus-tables".into(),
+        prefix: "site-1/tables".into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(server.endpoint.clone()),
+        allow_http: true,
+        virtual_hosted_style: false,
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        session_token: None,
+    };
+    // An inline table: the storage line goes first in the config file.
+    let toml = format!(
+        "s3 = {{ bucket = \"argus-tables\", prefix = \"site-1/tables\", region = \"us-east-1\", \
+         endpoint = \"{}\", allow_http = true, access_key_id = \"test\", secret_access_key = \"test\" }}",
+        server.endpoint
+    );
+    let target = Target {
+        toml,
+        storage: Storage::s3(&settings).unwrap(),
+    };
+    kill_and_recover(target, 3, 0.1);
+    drop(server);
 }
