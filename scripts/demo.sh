@@ -84,7 +84,26 @@ EOF
 # The demo's embedder is ImageNet MobileNetV2, not trained for re-id: the same
 # person measures 0.80-0.92 cosine similarity, so Deep SORT's 0.2 distance gate
 # (the paper's, for a re-id network) splits tracks; 0.3 splits fewer of them.
-printf '[kafka]\nbootstrap_servers = "%s"\n\n[tracking]\nmax_cosine_distance = 0.3\n' "$BOOTSTRAP" > "$OUT/tracker.toml"
+cat > "$OUT/tracker.toml" <<EOF
+[kafka]
+bootstrap_servers = "$BOOTSTRAP"
+
+[tracking]
+max_cosine_distance = 0.3
+
+# Alert rules (see deploy/config/alerts-rules.example.toml for every kind).
+[[alerts.rules]]
+name = "crowd"
+kind = "occupancy"
+severity = "info"
+max_people = 4
+min_duration_s = 2.0
+
+[[alerts.rules]]
+name = "lingering"
+kind = "loitering"
+max_dwell_s = 15.0
+EOF
 printf 'data_dir = "tables"\nflush_interval_s = 5.0\n\n[kafka]\nbootstrap_servers = "%s"\n\n[[departments]]\nname = "west side"\ncameras = ["west"]\n\n[[departments]]\nname = "east side"\ncameras = ["east"]\n' "$BOOTSTRAP" > "$OUT/aggregator.toml"
 
 say "starting tracker and aggregator"
@@ -113,6 +132,13 @@ echo "=================== Answers, computed by SQL over the Parquet tables =====
   "SELECT camera_id, COUNT(*) AS visits, COUNT(DISTINCT person_id) AS people, ROUND(AVG(date_part('epoch', exit) - date_part('epoch', enter)), 1) AS avg_dwell_s FROM people_present GROUP BY camera_id ORDER BY camera_id" \
   "SELECT from_camera, to_camera, COUNT(*) AS transitions, COUNT(DISTINCT person_id) AS people FROM transitions GROUP BY from_camera, to_camera ORDER BY from_camera, to_camera" \
   "SELECT COUNT(*) AS people_seen_on_every_camera FROM (SELECT person_id FROM people_present GROUP BY person_id HAVING COUNT(DISTINCT camera_id) = (SELECT COUNT(DISTINCT camera_id) FROM frames))"
+
+echo
+echo "=================== Alerts (rules in $OUT/tracker.toml) ==================="
+"$BIN/aggregator" sql --data-dir "$OUT/tables" \
+  "SELECT rule, camera_id, SUM(CASE WHEN closed THEN 0 ELSE 1 END) AS raised, SUM(CASE WHEN closed THEN 1 ELSE 0 END) AS closed FROM alerts GROUP BY rule, camera_id ORDER BY rule, camera_id"
+grep -E "Tracker stopped" "$OUT/logs/tracker.log" | grep -oE "alerts=[0-9]+|alert_latency_p(50|95)_ms=[0-9.]+" | tr '\n' ' ' >&2 || true
+echo >&2
 
 TODAY="$(date -u +%F)"
 echo

@@ -44,6 +44,11 @@ pub struct TrackerConfig {
     /// Cross-camera re-identification and the camera topology.
     #[serde(default)]
     pub reid: ReidParams,
+    /// Anomaly alert rules, run on every tracked frame and on the cameras'
+    /// health reports; alerts go to `argus.alerts.v1`. None: no rules.
+    /// `[[alerts.topology]]` defaults to `[[reid.links]]`.
+    #[serde(default)]
+    pub alerts: Option<alerts::RulesConfig>,
 }
 
 fn default_group() -> String {
@@ -75,7 +80,18 @@ impl TrackerConfig {
             metrics_address: None,
             tracking: DeepSortParams::default(),
             reid: ReidParams::default(),
+            alerts: None,
         }
+    }
+
+    /// The alert rules as the engine takes them: the re-id topology unless
+    /// the rules name their own. None when no rules are configured.
+    pub fn alert_rules(&self) -> Option<alerts::RulesConfig> {
+        let mut rules = self.alerts.clone()?;
+        if rules.topology.is_empty() {
+            rules.topology = self.reid.links.clone();
+        }
+        Some(rules)
     }
 
     /// Loads the file, applies environment overrides and validates.
@@ -124,6 +140,11 @@ impl TrackerConfig {
         }
         for problem in self.reid.validate() {
             p.check(false, || format!("reid: {problem}"));
+        }
+        if let Some(rules) = self.alert_rules() {
+            for problem in rules.validate() {
+                p.check(false, || format!("alerts: {problem}"));
+            }
         }
         p.finish()
     }

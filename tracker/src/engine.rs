@@ -44,6 +44,10 @@ struct TrackInfo {
     path_px: f64,
     max_speed_px_s: f64,
     height_sum: f64,
+    /// Latest matched box (top, left, width, height), for the alert rules;
+    /// absent from checkpoints written before it existed.
+    #[serde(default)]
+    last_tlwh: [f64; 4],
 }
 
 fn centre(tlwh: [f64; 4]) -> [f64; 2] {
@@ -63,6 +67,7 @@ impl TrackInfo {
             path_px: 0.0,
             max_speed_px_s: 0.0,
             height_sum: tlwh[3],
+            last_tlwh: tlwh,
         }
     }
 
@@ -77,6 +82,7 @@ impl TrackInfo {
             }
         }
         self.last_centre = c;
+        self.last_tlwh = tlwh;
         self.last_ts_us = ts_us.max(self.last_ts_us);
         self.detections = self.detections.saturating_add(1);
         self.score_sum += score;
@@ -481,6 +487,31 @@ impl Engine {
         let mut out = Vec::new();
         self.close_camera(camera_id, &mut out);
         out
+    }
+
+    /// The people a camera's frame at `ts_us` showed: its tracks matched in
+    /// that frame that carry a person id, with their boxes (what the alert
+    /// rules look at).
+    pub fn persons_in_frame(&self, camera_id: &str, ts_us: i64) -> Vec<alerts::TrackObs> {
+        let Some(camera) = self.cameras.get(camera_id) else {
+            return Vec::new();
+        };
+        camera
+            .tracks
+            .iter()
+            .filter(|(_, info)| info.last_ts_us == ts_us)
+            .filter_map(|(track_id, info)| {
+                let [x, y, width, height] = info.last_tlwh.map(|v| v as f32);
+                Some(alerts::TrackObs {
+                    person_id: info.person_id?,
+                    track_id: *track_id,
+                    x,
+                    y,
+                    width,
+                    height,
+                })
+            })
+            .collect()
     }
 
     /// Cameras with state now.

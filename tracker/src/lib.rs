@@ -8,9 +8,12 @@
 //! - [`engine`]: all cameras together: frames in, events out (pure).
 //! - [`config`]: the typed TOML configuration.
 //! - [`service`]: the Kafka loop: checkpoints, offsets, drain on shutdown, metrics.
+//! - [`alerting`]: the alert rules (the `alerts` crate) fed from tracked
+//!   frames and camera health, out as `Alert` messages.
 //! - [`eval`]: the `tracker eval` commands: synthetic detections, tracking
 //!   MOTChallenge files, scoring.
 
+pub mod alerting;
 pub mod config;
 pub mod engine;
 pub mod eval;

@@ -1,5 +1,8 @@
 //! The tracker service: consume detections, track, publish presence events,
-//! id merges and track summaries.
+//! id merges and track summaries; with `[alerts]`, also run the alert rules
+//! on every tracked frame and on the cameras' health reports (a second
+//! consumer, group `<group_id>-health`, from the latest report) and publish
+//! alerts.
 //!
 //! Delivery: a detections message counts as handled once every output it
 //! caused is acknowledged by Kafka (at-least-once; event ids let consumers
@@ -24,17 +27,19 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
-use schemas::v1::FrameDetections;
+use schemas::v1::{Alert, CameraHealth, FrameDetections};
 use schemas::{topics, wire};
 use service_kit::kafka::Progress;
 use service_kit::metrics::{self, Registry};
 use service_kit::shutdown::Shutdown;
 
+use crate::alerting::Alerting;
 use crate::config::TrackerConfig;
 use crate::engine::{Engine, EngineError, Output, Restored};
 
@@ -58,6 +63,9 @@ pub enum TrackerError {
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] metrics::ServeError),
+    /// The alert rules are invalid.
+    #[error(transparent)]
+    Rules(#[from] alerts::ConfigError),
 }
 
 /// Totals of a run.
@@ -71,6 +79,8 @@ pub struct TrackerStats {
     pub replayed: u64,
     /// Events published (presence, merges, summaries).
     pub events: u64,
+    /// Alert events published (raises and closes).
+    pub alerts: u64,
     /// Checkpoints written.
     pub checkpoints: u64,
 }
@@ -204,6 +214,23 @@ pub async fn run(
     }
     let consumer = kafka.consumer("argus-tracker", &config.group_id, &[topics::DETECTIONS])?;
     let producer = kafka.producer("argus-tracker")?;
+    let mut alerting = config
+        .alert_rules()
+        .map(|rules| Alerting::new(&rules))
+        .transpose()?;
+    // Health is state, not history: a new group starts at the latest report.
+    let health = match alerting {
+        Some(_) => {
+            let mut settings = config.kafka.clone();
+            settings
+                .properties
+                .entry("auto.offset.reset".into())
+                .or_insert_with(|| "latest".into());
+            let group = format!("{}-health", config.group_id);
+            Some(settings.consumer("argus-tracker-health", &group, &[topics::CAMERA_HEALTH])?)
+        }
+        None => None,
+    };
 
     let params = config.engine_params();
     let (mut engine, covered) = match state_dir
@@ -266,7 +293,12 @@ pub async fn run(
                         registry.count("argus_tracker_frames_total", "Detection messages tracked.", &[("camera", frame.camera_id.as_str())], 1);
                         registry.gauge("argus_tracker_lag_seconds", "Wall clock minus capture time of the latest frame tracked.", &[], now_us().saturating_sub(frame.capture_ts_us) as f64 / 1e6);
                         arrivals.insert(frame.camera_id.clone(), Instant::now());
-                        engine.on_frame(&frame)?
+                        let outputs = engine.on_frame(&frame)?;
+                        if let Some(alerting) = &mut alerting {
+                            let raised = alerting.on_frame(&engine, &frame, &outputs);
+                            stats.alerts += publish_alerts(&producer, &raised, alerting, &registry).await? as u64;
+                        }
+                        outputs
                     }
                     Some(Err(error)) => {
                         stats.malformed += 1;
@@ -288,9 +320,33 @@ pub async fn run(
                 next_offsets.insert(partition, offset + 1);
                 report(&registry, &engine);
             }
+            report = next_message(health.as_ref()) => {
+                if let (Some(alerting), Some(consumer)) = (&mut alerting, &health) {
+                    match report {
+                        Ok(message) => {
+                            match message.payload().map(wire::decode::<CameraHealth>) {
+                                Some(Ok(report)) => {
+                                    let raised = alerting.on_health(&report);
+                                    stats.alerts += publish_alerts(&producer, &raised, alerting, &registry).await? as u64;
+                                }
+                                Some(Err(error)) => tracing::warn!(%error, "Skipping undecodable camera health report"),
+                                None => tracing::warn!("Skipping camera health report without payload"),
+                            }
+                            if let Err(error) = consumer.store_offset_from_message(&message) {
+                                tracing::warn!(%error, "Could not store the health consumer's offset");
+                            }
+                        }
+                        Err(error) => tracing::warn!(%error, "Camera health consumer error"),
+                    }
+                }
+            }
             // Idle tick: checkpoints, the silence sweep and the drain check run
             // even when no message arrives.
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if let Some(alerting) = &mut alerting {
+            let due = alerting.tick(now_us());
+            stats.alerts += publish_alerts(&producer, &due, alerting, &registry).await? as u64;
         }
         if last_sweep.elapsed() >= Duration::from_secs(1) {
             last_sweep = Instant::now();
@@ -304,6 +360,11 @@ pub async fn run(
                 arrivals.remove(&camera);
                 let outputs = engine.end_camera(&camera);
                 stats.events += publish(&producer, &outputs, &registry).await? as u64;
+                if let Some(alerting) = &mut alerting {
+                    let closed = alerting.on_outputs(&outputs);
+                    stats.alerts +=
+                        publish_alerts(&producer, &closed, alerting, &registry).await? as u64;
+                }
             }
         }
         if let Some(checkpoints) = &mut checkpoints {
@@ -355,6 +416,9 @@ pub async fn run(
         malformed = stats.malformed,
         replayed = stats.replayed,
         events = stats.events,
+        alerts = stats.alerts,
+        alert_latency_p50_ms = alerting.as_ref().and_then(|a| a.latency_quantile_ms(0.5)),
+        alert_latency_p95_ms = alerting.as_ref().and_then(|a| a.latency_quantile_ms(0.95)),
         checkpoints = stats.checkpoints,
         "Tracker stopped"
     );
@@ -480,6 +544,101 @@ fn report(registry: &Registry, engine: &Engine) {
         &[],
         t.matches,
     );
+}
+
+/// The next message of an optional consumer (never, without one).
+async fn next_message(consumer: Option<&StreamConsumer>) -> KafkaResult<BorrowedMessage<'_>> {
+    match consumer {
+        Some(consumer) => consumer.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Upper bounds of the alert latency histogram, seconds.
+const LATENCY_BUCKETS_S: [(f64, &str); 8] = [
+    (0.05, "0.05"),
+    (0.1, "0.1"),
+    (0.25, "0.25"),
+    (0.5, "0.5"),
+    (1.0, "1"),
+    (2.5, "2.5"),
+    (10.0, "10"),
+    (f64::INFINITY, "+Inf"),
+];
+
+/// Publishes alerts and waits until Kafka acknowledged all; the latency of
+/// each raise (trigger capture time to acknowledgement) goes to the
+/// histogram `argus_tracker_alert_latency_seconds` and the log.
+async fn publish_alerts(
+    producer: &FutureProducer,
+    alerts: &[Alert],
+    alerting: &mut Alerting,
+    registry: &Registry,
+) -> Result<usize, TrackerError> {
+    if alerts.is_empty() {
+        return Ok(0);
+    }
+    let deliveries: Vec<_> = alerts
+        .iter()
+        .map(|alert| async move {
+            let payload = wire::encode(alert);
+            let record = FutureRecord::to(topics::ALERTS)
+                .key(topics::key(&alert.camera_id))
+                .payload(&payload);
+            producer.send(record, Timeout::Never).await
+        })
+        .collect();
+    for (alert, result) in alerts
+        .iter()
+        .zip(futures::future::join_all(deliveries).await)
+    {
+        result.map_err(|(error, _)| error)?;
+        let action = if alert.closed { "closed" } else { "raised" };
+        registry.count(
+            "argus_tracker_alerts_total",
+            "Alert events published and acknowledged, by rule and action.",
+            &[("rule", alert.rule.as_str()), ("action", action)],
+            1,
+        );
+        if alert.closed {
+            tracing::info!(alert = %alert.alert_id, camera = %alert.camera_id, "Alert closed");
+            continue;
+        }
+        let latency_s = now_us().saturating_sub(alert.trigger_ts_us) as f64 / 1e6;
+        alerting.record_latency(latency_s * 1000.0);
+        for (bound, label) in LATENCY_BUCKETS_S {
+            if latency_s <= bound {
+                registry.count(
+                    "argus_tracker_alert_latency_seconds_bucket",
+                    "Raised alerts by latency from the triggering frame's capture to Kafka's acknowledgement (cumulative buckets).",
+                    &[("le", label)],
+                    1,
+                );
+            }
+        }
+        registry.count(
+            "argus_tracker_alert_latency_seconds_count",
+            "Raised alerts whose latency was measured.",
+            &[],
+            1,
+        );
+        tracing::info!(
+            alert = %alert.alert_id,
+            rule = %alert.rule,
+            camera = %alert.camera_id,
+            persons = ?alert.person_ids,
+            latency_ms = latency_s * 1000.0,
+            message = %alert.message,
+            "Alert raised"
+        );
+    }
+    registry.gauge(
+        "argus_tracker_alerts_open",
+        "Alerts raised and not yet closed.",
+        &[],
+        alerting.open() as f64,
+    );
+    Ok(alerts.len())
 }
 
 /// Publishes outputs to their topics and waits until Kafka acknowledged all.

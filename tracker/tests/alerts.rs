@@ -1,0 +1,211 @@
+//! Alert rules in the running tracker, against the embedded Kafka-protocol
+//! broker: frames and health reports are produced in real time, as edge
+//! agents would, and the alerts are read back from `argus.alerts.v1`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use broker::EmbeddedBroker;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use schemas::v1::camera_health::State;
+use schemas::v1::{Alert, CameraHealth, Detection, FrameDetections, alert};
+use schemas::{topics, wire};
+use service_kit::kafka::KafkaSettings;
+use tracker::config::TrackerConfig;
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: Vec<u8>) {
+    producer
+        .send(
+            FutureRecord::to(topic).key(key).payload(&payload),
+            Timeout::After(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+}
+
+/// Camera "a" at wall-clock time `ts_us`, with a person standing at
+/// (100, 200)-(140, 300) while `present` (feet at (120, 300), in the
+/// "linger" zone, far from the "vault" zone).
+fn frame(seq: u64, ts_us: i64, present: bool) -> FrameDetections {
+    let detections = if present {
+        vec![Detection {
+            x: 100.0,
+            y: 200.0,
+            width: 40.0,
+            height: 100.0,
+            score: 0.9,
+            class_id: 0,
+            embedding: Some(schemas::embedding::quantise(&[1.0, 0.0, 0.0, 0.0])),
+        }]
+    } else {
+        Vec::new()
+    };
+    FrameDetections {
+        schema_version: schemas::SCHEMA_VERSION,
+        camera_id: "a".into(),
+        frame_seq: seq,
+        capture_ts_us: ts_us,
+        frame_width: 768,
+        frame_height: 576,
+        detections,
+        ..Default::default()
+    }
+}
+
+fn health(camera: &str, state: State, since_us: i64) -> CameraHealth {
+    let mut report = CameraHealth {
+        schema_version: schemas::SCHEMA_VERSION,
+        camera_id: camera.into(),
+        since_ts_us: since_us,
+        ts_us: now_us(),
+        ..Default::default()
+    };
+    report.set_state(state);
+    report
+}
+
+const RULES: &str = r#"
+[[rules]]
+name = "linger"
+kind = "loitering"
+severity = "critical"
+cameras = ["a"]
+zone = [[0, 0], [384, 0], [384, 576], [0, 576]]
+max_dwell_s = 1.5
+absence_s = 1.0
+
+[[rules]]
+name = "vault"
+kind = "restricted"
+cameras = ["a"]
+zone = [[600, 0], [768, 0], [768, 576], [600, 576]]
+
+[[rules]]
+name = "blind"
+kind = "camera_down"
+cameras = ["b"]
+max_down_s = 1.0
+"#;
+
+#[test]
+fn loitering_and_a_down_camera_raise_and_close_one_alert_each() {
+    let broker = EmbeddedBroker::start(1, None).unwrap();
+    let kafka = KafkaSettings::new(broker.bootstrap_servers());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut config = TrackerConfig::new(kafka.clone());
+    config.alerts = Some(toml::from_str(RULES).unwrap());
+    config.validate().unwrap();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let tracker = runtime.spawn(tracker::run(config, async move {
+        let _ = stopped.await;
+    }));
+
+    let alerts: Vec<Alert> = runtime.block_on(async {
+        let producer = kafka.producer("alerts-test").unwrap();
+        // Camera "b" reports UP until its tracker's health consumer has
+        // surely joined (it starts at the latest report), then DOWN.
+        let start = now_us();
+        let mut seq = 0;
+        let mut b_down_since = None;
+        let mut b_up_since = None;
+        // 10 fps for 6 s: the person stands in the zone for 3 s, then leaves.
+        while seq < 60 {
+            let elapsed_s = seq as f64 / 10.0;
+            let f = frame(seq, now_us(), elapsed_s < 3.0);
+            send(&producer, topics::DETECTIONS, "a", wire::encode(&f)).await;
+            if seq % 2 == 0 {
+                let report = match elapsed_s {
+                    t if t < 1.0 => health("b", State::Up, start),
+                    t if t < 3.5 => {
+                        let since = *b_down_since.get_or_insert_with(now_us);
+                        health("b", State::Down, since)
+                    }
+                    _ => {
+                        let since = *b_up_since.get_or_insert_with(now_us);
+                        health("b", State::Up, since)
+                    }
+                };
+                send(&producer, topics::CAMERA_HEALTH, "b", wire::encode(&report)).await;
+            }
+            seq += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let reader: StreamConsumer = kafka
+            .consumer("reader", "alerts-reader", &[topics::ALERTS])
+            .unwrap();
+        let mut alerts = Vec::new();
+        while alerts.len() < 4 {
+            match tokio::time::timeout(Duration::from_secs(20), reader.recv()).await {
+                Ok(message) => {
+                    let payload = message.unwrap().payload().unwrap().to_vec();
+                    alerts.push(wire::decode::<Alert>(&payload).unwrap());
+                }
+                Err(_) => panic!("only {} alerts: {alerts:#?}", alerts.len()),
+            }
+        }
+        // Nothing more arrives: one raise and one close per alert.
+        let extra = tokio::time::timeout(Duration::from_secs(2), reader.recv()).await;
+        assert!(extra.is_err(), "an extra alert: {extra:?}");
+        alerts
+    });
+    let _ = stop.send(());
+    let stats = runtime.block_on(tracker).unwrap().unwrap();
+    assert_eq!(stats.alerts, 4, "{stats:?}");
+
+    let mut by_id: BTreeMap<&str, Vec<&Alert>> = BTreeMap::new();
+    for alert in &alerts {
+        by_id
+            .entry(alert.alert_id.as_str())
+            .or_default()
+            .push(alert);
+    }
+    assert_eq!(by_id.len(), 2, "{alerts:#?}");
+    for (id, events) in &by_id {
+        let closed: Vec<bool> = events.iter().map(|a| a.closed).collect();
+        assert_eq!(closed, vec![false, true], "{id}: raise, then close");
+        assert!(events[1].ts_us >= events[0].ts_us, "{events:#?}");
+    }
+
+    let linger: Vec<&Alert> = alerts.iter().filter(|a| a.rule == "linger").collect();
+    let raise = linger[0];
+    assert_eq!(raise.camera_id, "a");
+    assert_eq!(raise.person_ids, vec![1]);
+    assert_eq!(raise.severity(), alert::Severity::Critical);
+    assert!(raise.alert_id.starts_with("linger:a:1:"), "{raise:?}");
+    let evidence = raise.evidence.as_ref().unwrap();
+    // Raised by the first frame at least 1.5 s after the person was first
+    // seen in the zone (frames come every ~100 ms).
+    let waited = raise.ts_us - evidence.first_seen_ts_us;
+    assert!((1_500_000..1_800_000).contains(&waited), "{raise:?}");
+    assert!(evidence.dwell_s >= 1.5, "{evidence:?}");
+    assert_eq!((evidence.last_x, evidence.last_y), (120.0, 300.0));
+    // The triggering frame is the one that raised it.
+    assert_eq!(raise.trigger_ts_us, raise.ts_us, "{raise:?}");
+    // Closed once the person had been gone for absence_s.
+    let close = linger[1];
+    assert!(close.ts_us > raise.ts_us + 1_000_000, "{close:?}");
+
+    let blind: Vec<&Alert> = alerts.iter().filter(|a| a.rule == "blind").collect();
+    assert_eq!(blind[0].camera_id, "b");
+    assert!(blind[0].person_ids.is_empty());
+    assert!(
+        blind[0].alert_id.starts_with("blind:b:camera:"),
+        "{:?}",
+        blind[0]
+    );
+    assert!(
+        alerts.iter().all(|a| a.rule != "vault"),
+        "nobody entered the vault"
+    );
+}
