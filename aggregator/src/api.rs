@@ -1,5 +1,6 @@
 //! The analysts' HTTP API as configured: the read-only SQL service of
-//! [`crate::http`] over the committed tables, plus the canned reports:
+//! [`crate::http`] over the committed tables, the security console
+//! ([`crate::console`], `GET /console`), plus the canned reports:
 //!
 //! - `GET /reports/transitions?since=DAY[&until=DAY][&from=DEPT][&to=DEPT]`
 //! - `GET /reports/coverage?day=DAY`
@@ -42,6 +43,9 @@ pub enum ApiError {
     /// The server failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    /// The security console could not start.
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
 }
 
 /// A session over the configured storage with the query memory limit.
@@ -77,7 +81,10 @@ pub async fn router(
     let reports = Router::new()
         .route("/reports/{name}", get(report))
         .with_state(state.clone());
-    Ok(http::router(state).merge(http::require_token(reports, settings.token.as_deref())))
+    let console = crate::console::router(&config.kafka, settings.token.as_deref())?;
+    Ok(http::router(state)
+        .merge(http::require_token(reports, settings.token.as_deref()))
+        .merge(console))
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {

@@ -6,7 +6,7 @@
 //!   the schemas from `schemas::tables`.
 //! - [`manifest`]: the commit log that makes files visible together with the
 //!   Kafka offsets they cover (exactly once).
-//! - [`store`]: storage through `object_store` (a local directory), Parquet encoding and the
+//! - [`store`]: storage through `object_store` (a local directory or an S3 bucket), Parquet encoding and the
 //!   committed view queries read through.
 //! - [`query`]: DataFusion over the committed tables, with the views that
 //!   apply id merges, and text rendering of results.
@@ -16,13 +16,14 @@
 //!   Parquet.
 //! - [`http`]: the read-only SQL service for analysts (`POST /sql`) with its
 //!   limits on time, memory, concurrency and size; [`api`] adds the reports
-//!   and builds it from the configuration.
+//!   and the security console ([`console`]) and builds it from the configuration.
 //! - [`synth`]: synthetic presence streams with known truth, the oracle of
 //!   the report tests and the load of the benchmarks; [`bench`]: the figures.
 
 pub mod api;
 pub mod bench;
 pub mod config;
+pub mod console;
 pub mod format;
 pub mod http;
 pub mod manifest;

@@ -13,7 +13,9 @@ use datafusion::arrow::array::{
 use datafusion::arrow::error::ArrowError;
 use schemas::tables::Table;
 use schemas::v1::presence_event::Kind;
-use schemas::v1::{Alert, CameraHealth, FrameDetections, IdMerge, PresenceEvent, TrackSummary};
+use schemas::v1::{
+    Alert, AlertAction, CameraHealth, FrameDetections, IdMerge, PresenceEvent, TrackSummary,
+};
 
 /// `YYYY-MM-DD` (UTC) of a Unix-microsecond time (civil-from-days, Howard Hinnant).
 pub fn utc_date(ts_us: i64) -> String {
@@ -72,6 +74,7 @@ pub struct Rows {
     frames: Vec<FrameRow>,
     health: Vec<CameraHealth>,
     alerts: Vec<Alert>,
+    actions: Vec<AlertAction>,
     merges: Vec<IdMerge>,
     tracks: Vec<TrackSummary>,
     /// Person id → newest time it was seen.
@@ -100,6 +103,7 @@ impl Rows {
             + self.frames.len()
             + self.health.len()
             + self.alerts.len()
+            + self.actions.len()
             + self.merges.len()
             + self.tracks.len()
     }
@@ -282,6 +286,22 @@ impl Rows {
         }
     }
 
+    /// One `alert_actions` row per console action; re-delivered ones (same
+    /// `action_id`) are ignored.
+    pub fn add_action(&mut self, a: &AlertAction) -> Added {
+        if !self.first_time(&a.action_id, a.ts_us) {
+            return Added {
+                rows: 0,
+                duplicates: 1,
+            };
+        }
+        self.actions.push(a.clone());
+        Added {
+            rows: 1,
+            duplicates: 0,
+        }
+    }
+
     /// Drains the buffers into `(table, date, batch)` groups.
     pub fn take_batches(&mut self) -> Result<Vec<(Table, String, RecordBatch)>, ArrowError> {
         let mut out = Vec::new();
@@ -392,6 +412,27 @@ impl Rows {
                 RecordBatch::try_new(Table::Alerts.schema(), columns)?,
             ));
         }
+        for (date, rows) in by_date(std::mem::take(&mut self.actions), |r| r.ts_us) {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.alert_id),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| action_name(r.action())),
+                )),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.actor))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.note))),
+                ts_array(rows.iter().map(|r| r.ts_us)),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.action_id),
+                )),
+            ];
+            out.push((
+                Table::AlertActions,
+                date,
+                RecordBatch::try_new(Table::AlertActions.schema(), columns)?,
+            ));
+        }
         for (date, rows) in by_date(std::mem::take(&mut self.merges), |r| r.ts_us) {
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(UInt64Array::from_iter_values(
@@ -477,6 +518,16 @@ pub fn alert_key(alert_id: &str, closed: bool) -> String {
         "alert:{alert_id}:{}",
         if closed { "closed" } else { "open" }
     )
+}
+
+/// The `alert_actions.action` value of an action.
+pub fn action_name(action: schemas::v1::alert_action::Action) -> &'static str {
+    use schemas::v1::alert_action::Action;
+    match action {
+        Action::Acknowledged => "acknowledged",
+        Action::Resolved => "resolved",
+        Action::Unspecified => "unspecified",
+    }
 }
 
 fn presence_batch(rows: &[Presence]) -> Result<RecordBatch, ArrowError> {

@@ -24,7 +24,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::tables::Table;
-use schemas::v1::{Alert, CameraHealth, FrameDetections, IdMerge, PresenceEvent, TrackSummary};
+use schemas::v1::{
+    Alert, AlertAction, CameraHealth, FrameDetections, IdMerge, PresenceEvent, TrackSummary,
+};
 use schemas::{topics, wire};
 use service_kit::kafka::Progress;
 use service_kit::shutdown::Shutdown;
@@ -111,6 +113,7 @@ pub async fn run(
             topics::DETECTIONS,
             topics::CAMERA_HEALTH,
             topics::ALERTS,
+            topics::ALERT_ACTIONS,
             topics::IDENTITY,
             topics::TRACKS,
         ],
@@ -660,6 +663,13 @@ async fn remember_recent(
         events_read += batch.num_rows();
         rows.know_events((0..batch.num_rows()).map(|i| (ids.value(i).to_string(), ts.value(i))));
     }
+    let actions = format!("SELECT action_id, ts FROM alert_actions WHERE date >= '{since_date}'");
+    for batch in query::sql(&ctx, &actions).await? {
+        let ids = batch.column(0).as_string::<i32>();
+        let ts = batch.column(1).as_primitive::<TimestampMicrosecondType>();
+        events_read += batch.num_rows();
+        rows.know_events((0..batch.num_rows()).map(|i| (ids.value(i).to_string(), ts.value(i))));
+    }
     let alerts = format!("SELECT alert_id, closed, ts FROM alerts WHERE date >= '{since_date}'");
     for batch in query::sql(&ctx, &alerts).await? {
         let ids = batch.column(0).as_string::<i32>();
@@ -712,6 +722,7 @@ pub fn add_payload(
         topics::DETECTIONS => rows.add_frame(&wire::decode::<FrameDetections>(payload)?),
         topics::CAMERA_HEALTH => rows.add_health(&wire::decode::<CameraHealth>(payload)?),
         topics::ALERTS => rows.add_alert(&wire::decode::<Alert>(payload)?),
+        topics::ALERT_ACTIONS => rows.add_action(&wire::decode::<AlertAction>(payload)?),
         topics::IDENTITY => rows.add_merge(&wire::decode::<IdMerge>(payload)?),
         topics::TRACKS => rows.add_track(&wire::decode::<TrackSummary>(payload)?),
         _ => Added::default(),

@@ -38,6 +38,9 @@ pub enum Table {
     /// `id_merges(from_person_id, into_person_id, ts, ...)`: the tracker found
     /// two person ids to be one person (rows are never rewritten; apply these).
     IdMerges,
+    /// `alert_actions(alert_id, action, actor, note, ts)`: acknowledgements
+    /// and resolutions made in the security console.
+    AlertActions,
     /// `tracks(camera_id, track_id, person_id, first_seen, last_seen, ...)`:
     /// one summary per finished per-camera track (path length, top speed).
     Tracks,
@@ -45,12 +48,13 @@ pub enum Table {
 
 impl Table {
     /// Every table, in a stable order.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::PeoplePresent,
         Table::UniquePeople,
         Table::Frames,
         Table::CameraHealth,
         Table::Alerts,
+        Table::AlertActions,
         Table::IdMerges,
         Table::Tracks,
     ];
@@ -63,6 +67,7 @@ impl Table {
             Table::Frames => "frames",
             Table::CameraHealth => "camera_health_reports",
             Table::Alerts => "alerts",
+            Table::AlertActions => "alert_actions",
             Table::IdMerges => "id_merges",
             Table::Tracks => "tracks",
         }
@@ -92,7 +97,11 @@ impl Table {
             Table::PeoplePresent => "enter",
             Table::UniquePeople => "first_seen",
             Table::Tracks => "first_seen",
-            Table::Frames | Table::CameraHealth | Table::Alerts | Table::IdMerges => "ts",
+            Table::Frames
+            | Table::CameraHealth
+            | Table::Alerts
+            | Table::AlertActions
+            | Table::IdMerges => "ts",
         }
     }
 
@@ -142,6 +151,14 @@ impl Table {
                 Field::new("ts", ts(), false),
                 Field::new("message", DataType::Utf8, false),
                 Field::new("closed", DataType::Boolean, false),
+            ],
+            Table::AlertActions => vec![
+                Field::new("alert_id", DataType::Utf8, false),
+                Field::new("action", DataType::Utf8, false),
+                Field::new("actor", DataType::Utf8, false),
+                Field::new("note", DataType::Utf8, false),
+                Field::new("ts", ts(), false),
+                Field::new("action_id", DataType::Utf8, false),
             ],
             Table::IdMerges => vec![
                 Field::new("from_person_id", DataType::UInt64, false),

@@ -13,17 +13,20 @@ pub const IDENTITY: &str = "argus.identity.v1";
 pub const TRACKS: &str = "argus.tracks.v1";
 /// Anomaly alerts ([`crate::v1::Alert`]).
 pub const ALERTS: &str = "argus.alerts.v1";
+/// What security staff did about alerts ([`crate::v1::AlertAction`]), keyed by alert id.
+pub const ALERT_ACTIONS: &str = "argus.alert-actions.v1";
 /// Camera health reports from the edge agents ([`crate::v1::CameraHealth`]).
 pub const CAMERA_HEALTH: &str = "argus.camera-health.v1";
 
 /// Every topic with its default partition count, for brokers that do not
 /// create topics on demand.
-pub const ALL: [(&str, i32); 6] = [
+pub const ALL: [(&str, i32); 7] = [
     (DETECTIONS, 4),
     (PRESENCE, 4),
     (IDENTITY, 1),
     (TRACKS, 4),
     (ALERTS, 1),
+    (ALERT_ACTIONS, 1),
     (CAMERA_HEALTH, 1),
 ];
 

@@ -3,7 +3,9 @@
 use prost::Message;
 
 use crate::SCHEMA_VERSION;
-use crate::v1::{Alert, CameraHealth, FrameDetections, IdMerge, PresenceEvent, TrackSummary};
+use crate::v1::{
+    Alert, AlertAction, CameraHealth, FrameDetections, IdMerge, PresenceEvent, TrackSummary,
+};
 
 /// Why a payload could not be turned into a message.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,7 @@ macro_rules! wire_message {
 wire_message!(FrameDetections, "FrameDetections");
 wire_message!(PresenceEvent, "PresenceEvent");
 wire_message!(Alert, "Alert");
+wire_message!(AlertAction, "AlertAction");
 wire_message!(CameraHealth, "CameraHealth");
 wire_message!(IdMerge, "IdMerge");
 wire_message!(TrackSummary, "TrackSummary");
