@@ -7,6 +7,7 @@ use service_kit::config::{ConfigError, Problems};
 use service_kit::kafka::KafkaSettings;
 
 use crate::store::{S3Settings, Storage, StoreError};
+use crate::webhooks::WebhookSettings;
 
 /// Everything the aggregator needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +53,10 @@ pub struct AggregatorConfig {
     /// The analysts' HTTP API (`POST /sql`, `GET /reports/...`); off when absent.
     #[serde(default)]
     pub http: Option<crate::http::HttpSettings>,
+    /// `[[webhooks]]`: HTTP receivers of alerts, each with its own consumer
+    /// group, filter and retries (see [`crate::webhooks`]); none by default.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSettings>,
 }
 
 const fn default_query_memory_limit_mb() -> u64 {
@@ -161,6 +166,7 @@ impl AggregatorConfig {
             departments: Vec::new(),
             query_memory_limit_mb: default_query_memory_limit_mb(),
             http: None,
+            webhooks: Vec::new(),
         }
     }
 
@@ -175,6 +181,9 @@ impl AggregatorConfig {
             && let Some(http) = &mut config.http
         {
             http.token = Some(token);
+        }
+        for webhook in &mut config.webhooks {
+            webhook.apply_env(|var| std::env::var(var).ok());
         }
         config.validate()?;
         Ok(config)
@@ -270,7 +279,27 @@ impl AggregatorConfig {
                 format!("department {:?} is listed twice", pair[0])
             });
         }
+        self.validate_webhooks(&mut p);
         p.finish()
+    }
+
+    fn validate_webhooks(&self, p: &mut Problems) {
+        let mut names = std::collections::HashMap::new();
+        let mut secret_vars = std::collections::HashMap::new();
+        for (i, w) in self.webhooks.iter().enumerate() {
+            for problem in w.validate() {
+                p.push(format!("webhooks[{i}] ({:?}): {problem}", w.name));
+            }
+            if names.insert(w.name.as_str(), i).is_some() {
+                p.push(format!("webhook {:?} is listed twice", w.name));
+            } else if let Some(other) = secret_vars.insert(w.secret_env(), w.name.as_str()) {
+                p.push(format!(
+                    "webhooks {other:?} and {:?} share the secret variable {}; rename one",
+                    w.name,
+                    w.secret_env()
+                ));
+            }
+        }
     }
 }
 
@@ -297,6 +326,28 @@ mod tests {
         assert!(
             err.contains("flush_interval_s") && err.contains("group_id"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_commented_webhook_example_is_valid_and_states_the_defaults() {
+        let text = include_str!("../../deploy/config/aggregator.toml");
+        let start = text.find("# [[webhooks]]").unwrap();
+        let block: Vec<&str> = text[start..]
+            .lines()
+            .take_while(|line| line.starts_with('#'))
+            .map(|line| line.strip_prefix("# ").unwrap_or(line))
+            .collect();
+        let config: AggregatorConfig =
+            toml::from_str(&format!("{text}\n{}\n", block.join("\n"))).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.webhooks,
+            vec![WebhookSettings::new(
+                "ops-pager",
+                "https://pager.example.com/argus",
+                "change-me"
+            )]
         );
     }
 

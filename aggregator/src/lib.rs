@@ -17,6 +17,8 @@
 //! - [`http`]: the read-only SQL service for analysts (`POST /sql`) with its
 //!   limits on time, memory, concurrency and size; [`api`] adds the reports
 //!   and the security console ([`console`]) and builds it from the configuration.
+//! - [`webhooks`]: alert delivery to HTTP receivers, each webhook with its
+//!   own consumer group, signed requests and bounded retries.
 //! - [`synth`]: synthetic presence streams with known truth, the oracle of
 //!   the report tests and the load of the benchmarks; [`bench`]: the figures.
 
@@ -33,5 +35,6 @@ pub mod rows;
 pub mod service;
 pub mod store;
 pub mod synth;
+pub mod webhooks;
 
 pub use service::{AggregatorError, AggregatorStats, run};

@@ -12,6 +12,8 @@
 //!   retry succeeds, so an unavailable store back-pressures into Kafka.
 //! - Maintenance (compaction, retention, deferred deletes) commits through
 //!   the same log; replaced files are deleted after a grace period.
+//! - The HTTP API and the alert webhooks ([`crate::webhooks`], their own
+//!   consumer groups) run as tasks beside the consumer loop.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,6 +38,7 @@ use crate::manifest::{FileEntry, Manifest, ManifestError, State};
 use crate::query::{self, QueryError, QueryOptions};
 use crate::rows::{Added, Rows, alert_key, utc_date};
 use crate::store::{Storage, StoreError, live_files_by_partition, sort_by_time};
+use crate::webhooks::{WebhookError, WebhookStats, Webhooks};
 
 /// The aggregator stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,10 @@ pub enum AggregatorError {
     /// Existing tables could not be read at start-up.
     #[error("reading existing tables: {0}")]
     Query(#[from] QueryError),
+    /// A webhook's settings are invalid, or its consumer or HTTP client
+    /// could not be created.
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
 }
 
 /// Totals of a run.
@@ -82,6 +89,8 @@ pub struct AggregatorStats {
     pub expired_files: u64,
     /// Uncommitted files deleted at start-up.
     pub swept_files: u64,
+    /// Totals of every webhook, by name.
+    pub webhooks: Vec<WebhookStats>,
 }
 
 /// Runs the aggregator until `shutdown` completes and the drain finishes.
@@ -118,8 +127,14 @@ pub async fn run(
             topics::TRACKS,
         ],
     )?;
-    let mut progress = Progress::default();
     let mut shutdown = Shutdown::from_future(shutdown);
+    let webhooks = Webhooks::new(&config.webhooks, &config.kafka, &config.group_id)?;
+    // A set, so that returning early with an error stops the webhooks too.
+    let mut webhook_task = tokio::task::JoinSet::new();
+    if !webhooks.is_empty() {
+        webhook_task.spawn(webhooks.run(shutdown.clone()));
+    }
+    let mut progress = Progress::default();
     let mut flush_tick = tokio::time::interval(Duration::from_secs_f64(config.flush_interval_s));
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut maintain_tick =
@@ -196,7 +211,13 @@ pub async fn run(
             Err(error) => tracing::error!(%error, "HTTP API task failed"),
         }
     }
-    let stats = writer.stats;
+    let mut stats = writer.stats;
+    while let Some(done) = webhook_task.join_next().await {
+        match done {
+            Ok(totals) => stats.webhooks = totals,
+            Err(error) => tracing::error!(%error, "Webhook task failed"),
+        }
+    }
     tracing::info!(
         messages = stats.messages,
         rows = stats.rows,
