@@ -48,10 +48,17 @@ try {
   // the actions in the alert's detail, both read through SQL.
   let state = "";
   let actions = [];
-  for (let attempt = 0; attempt < 30; attempt++) {
+  for (let attempt = 0; attempt < 40; attempt++) {
     await page.reload();
     await page.waitForSelector("#console:not([hidden])");
-    await page.waitForSelector(row, { timeout: 10000 });
+    try {
+      // After a reload the row comes from the stored table, which the
+      // aggregator may not have flushed yet.
+      await page.waitForSelector(row, { timeout: 3000 });
+    } catch {
+      console.error("attempt", attempt, "no row yet:", await page.textContent("#status"));
+      continue;
+    }
     await page.click(`${row} td:first-child`); // opens the detail with the person's path
     await page.waitForSelector("#detail:not([hidden])");
     await page.waitForFunction(() => document.querySelectorAll("#detail-actions li").length > 0);
