@@ -15,7 +15,8 @@ if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 # The security console's browser test needs Debian's Chromium and Node.js
 # (playwright-core comes from npm below).
 EXTRA="chromium"
-command -v node >/dev/null 2>&1 || EXTRA="$EXTRA nodejs npm"
+command -v node >/dev/null 2>&1 || EXTRA="$EXTRA nodejs"
+command -v npm >/dev/null 2>&1 || EXTRA="$EXTRA npm"
 ARGUS_EXTRA_APT_PACKAGES="$EXTRA ${ARGUS_EXTRA_APT_PACKAGES:-}" bash scripts/setup.sh
 # shellcheck disable=SC1091
 source "${ARGUS_CACHE:-$HOME/.cache/argus}/env.sh"

@@ -22,6 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use datafusion::prelude::SessionContext;
 
+use service_kit::shutdown::Shutdown;
+
 use crate::config::AggregatorConfig;
 use crate::format::{self, OutputFormat};
 use crate::http::{self, HttpSettings, SqlState};
@@ -65,15 +67,20 @@ pub async fn serve_config(
 ) -> Result<(), ApiError> {
     let settings = config.http.clone().ok_or(ApiError::NotConfigured)?;
     let listener = http::bind(&settings).await?;
-    let router = router(config, &settings).await?;
-    http::serve(listener, router, shutdown).await?;
+    let shutdown = Shutdown::from_future(shutdown);
+    let router = router(config, &settings, shutdown.clone()).await?;
+    let mut stopping = shutdown;
+    http::serve(listener, router, async move { stopping.wait().await }).await?;
     Ok(())
 }
 
-/// The full router: SQL, health and reports.
+/// The full router: SQL, health, reports and the security console. The
+/// console's live streams end and its consumer stops on `shutdown`, so a
+/// graceful stop does not wait for open pages.
 pub async fn router(
     config: &AggregatorConfig,
     settings: &HttpSettings,
+    shutdown: Shutdown,
 ) -> Result<Router, ApiError> {
     let ctx = Arc::new(session(config).await?);
     let state = SqlState::new(ctx, settings)?;
@@ -81,7 +88,7 @@ pub async fn router(
     let reports = Router::new()
         .route("/reports/{name}", get(report))
         .with_state(state.clone());
-    let console = crate::console::router(&config.kafka, settings.token.as_deref())?;
+    let console = crate::console::router(&config.kafka, settings.token.as_deref(), shutdown)?;
     Ok(http::router(state)
         .merge(http::require_token(reports, settings.token.as_deref()))
         .merge(console))

@@ -8,7 +8,8 @@
 //!   closed), `action` (acknowledged, resolved) and `health` (a camera's
 //!   state), as JSON. The page reads the history through `POST /sql`.
 //! - `POST /console/api/alerts/{alert_id}/{acknowledge|resolve}` with
-//!   `{"actor": "...", "note": "..."}`: the action goes to Kafka
+//!   `{"actor": "...", "note": "..."}` (`Content-Type: application/json`
+//!   only, so no other site's page can post one): the action goes to Kafka
 //!   (`argus.alert-actions.v1`, answered once acknowledged), so it is
 //!   stored in `alert_actions` exactly once and every open console hears
 //!   of it.
@@ -39,7 +40,10 @@ use schemas::{topics, wire};
 use serde::Deserialize;
 use serde_json::json;
 use service_kit::kafka::KafkaSettings;
+use service_kit::shutdown::Shutdown;
 use tokio::sync::broadcast;
+
+use crate::rows::{evidence_json, rfc3339_utc};
 
 const INDEX_HTML: &str = include_str!("console/index.html");
 const APP_JS: &str = include_str!("console/app.js");
@@ -60,12 +64,20 @@ pub enum ConsoleError {
 struct ConsoleState {
     live: broadcast::Sender<Arc<str>>,
     producer: FutureProducer,
+    shutdown: Shutdown,
 }
 
+/// How long an action may wait for Kafka before the page is told it failed.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The routes of the page (no token) and of its API (behind `token`).
-/// Starts the live consumer task, which runs until the process ends (it
-/// keeps no state worth saving).
-pub fn router(kafka: &KafkaSettings, token: Option<&str>) -> Result<Router, ConsoleError> {
+/// Starts the live consumer task; it and every live stream end on
+/// `shutdown` (they keep no state worth saving).
+pub fn router(
+    kafka: &KafkaSettings,
+    token: Option<&str>,
+    shutdown: Shutdown,
+) -> Result<Router, ConsoleError> {
     let (live, _) = broadcast::channel(LIVE_CAPACITY);
     let group = format!(
         "argus-console-{}-{:x}",
@@ -86,10 +98,11 @@ pub fn router(kafka: &KafkaSettings, token: Option<&str>) -> Result<Router, Cons
         &group,
         &[topics::ALERTS, topics::ALERT_ACTIONS, topics::CAMERA_HEALTH],
     )?;
-    tokio::spawn(forward(consumer, live.clone()));
+    tokio::spawn(forward(consumer, live.clone(), shutdown.clone()));
     let state = ConsoleState {
         live,
         producer: kafka.producer("argus-console")?,
+        shutdown,
     };
     let api = Router::new()
         .route("/console/api/live", get(live_events))
@@ -123,9 +136,17 @@ async fn asset(body: &'static str, content_type: &'static str) -> Response {
 }
 
 /// Turns every message of the live consumer into a JSON event for the pages.
-async fn forward(consumer: StreamConsumer, live: broadcast::Sender<Arc<str>>) {
+async fn forward(
+    consumer: StreamConsumer,
+    live: broadcast::Sender<Arc<str>>,
+    mut shutdown: Shutdown,
+) {
     loop {
-        let message = match consumer.recv().await {
+        let received = tokio::select! {
+            () = shutdown.wait() => return,
+            received = consumer.recv() => received,
+        };
+        let message = match received {
             Ok(message) => message,
             Err(error) => {
                 tracing::warn!(%error, "Console live consumer error");
@@ -152,20 +173,6 @@ async fn forward(consumer: StreamConsumer, live: broadcast::Sender<Arc<str>>) {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` of microseconds since the epoch (UTC).
-fn rfc3339(ts_us: i64) -> String {
-    let secs = ts_us.div_euclid(1_000_000);
-    let micros = ts_us.rem_euclid(1_000_000);
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{}T{:02}:{:02}:{:02}.{micros:06}Z",
-        crate::rows::utc_date(ts_us),
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 fn alert_json(a: &Alert) -> serde_json::Value {
     json!({
         "type": "alert",
@@ -174,9 +181,10 @@ fn alert_json(a: &Alert) -> serde_json::Value {
         "severity": a.severity().as_str_name(),
         "camera_id": a.camera_id,
         "person_ids": a.person_ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
-        "ts": rfc3339(a.ts_us),
+        "ts": rfc3339_utc(a.ts_us),
         "message": a.message,
         "closed": a.closed,
+        "evidence": a.evidence.as_ref().map(evidence_json),
     })
 }
 
@@ -187,7 +195,7 @@ fn action_json(a: &AlertAction) -> serde_json::Value {
         "action": crate::rows::action_name(a.action()),
         "actor": a.actor,
         "note": a.note,
-        "ts": rfc3339(a.ts_us),
+        "ts": rfc3339_utc(a.ts_us),
     })
 }
 
@@ -196,8 +204,8 @@ fn health_json(h: &CameraHealth) -> serde_json::Value {
         "type": "health",
         "camera_id": h.camera_id,
         "state": h.state().as_str_name(),
-        "since": rfc3339(h.since_ts_us),
-        "ts": rfc3339(h.ts_us),
+        "since": rfc3339_utc(h.since_ts_us),
+        "ts": rfc3339_utc(h.ts_us),
     })
 }
 
@@ -205,16 +213,24 @@ async fn live_events(
     State(state): State<ConsoleState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = state.live.subscribe();
-    let events = futures::stream::unfold(receiver, |mut receiver| async move {
-        let event = match receiver.recv().await {
-            Ok(json) => Event::default().data(&*json),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                Event::default().event("resync").data(missed.to_string())
-            }
-            Err(broadcast::error::RecvError::Closed) => return None,
-        };
-        Some((Ok(event), receiver))
-    });
+    let events = futures::stream::unfold(
+        (receiver, state.shutdown),
+        |(mut receiver, mut shutdown)| async move {
+            let received = tokio::select! {
+                // The stream ends, so a graceful stop need not wait for the page.
+                () = shutdown.wait() => return None,
+                received = receiver.recv() => received,
+            };
+            let event = match received {
+                Ok(json) => Event::default().data(&*json),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    Event::default().event("resync").data(missed.to_string())
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((Ok(event), (receiver, shutdown)))
+        },
+    );
     // A comment every 15 s keeps proxies from closing an idle stream.
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
@@ -236,8 +252,21 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
 async fn act(
     State(state): State<ConsoleState>,
     Path((alert_id, action)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    // JSON only: a browser sends that cross-site only after a CORS
+    // preflight this service never grants, so another site's page cannot act.
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the action as Content-Type: application/json",
+        );
+    }
     let action = match action.as_str() {
         "acknowledge" => Action::Acknowledged,
         "resolve" => Action::Resolved,
@@ -248,16 +277,9 @@ async fn act(
             );
         }
     };
-    let request: ActionRequest = if body.is_empty() {
-        ActionRequest {
-            actor: String::new(),
-            note: String::new(),
-        }
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(request) => request,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
-        }
+    let request: ActionRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
     };
     if alert_id.is_empty() || alert_id.len() > 512 {
         return error(StatusCode::BAD_REQUEST, "alert id must be 1 to 512 bytes");
@@ -280,12 +302,18 @@ async fn act(
     let record = FutureRecord::to(topics::ALERT_ACTIONS)
         .key(alert_id.as_bytes())
         .payload(&payload);
-    match state
-        .producer
-        .send(record, Timeout::After(Duration::from_secs(10)))
-        .await
-    {
-        Ok(_) => {
+    // The producer retries for minutes; the page is answered within 10 s.
+    let sent = tokio::time::timeout(
+        ACTION_TIMEOUT,
+        state.producer.send(record, Timeout::After(ACTION_TIMEOUT)),
+    )
+    .await;
+    match sent {
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Kafka did not take the action within 10 s; try again",
+        ),
+        Ok(Ok(_)) => {
             tracing::info!(alert = %alert_id, action = crate::rows::action_name(action), actor = %message.actor, "Alert action recorded");
             (
                 StatusCode::ACCEPTED,
@@ -294,7 +322,7 @@ async fn act(
             )
                 .into_response()
         }
-        Err((e, _)) => error(
+        Ok(Err((e, _))) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("Kafka did not take the action: {e}"),
         ),
@@ -304,16 +332,6 @@ async fn act(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(
-            rfc3339(1_736_121_600_000_001 + 3_723_000_000),
-            "2025-01-06T01:02:03.000001Z"
-        );
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999Z");
-    }
 
     #[test]
     fn alerts_become_page_events() {

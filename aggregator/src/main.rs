@@ -121,7 +121,8 @@ enum Command {
         #[command(subcommand)]
         bench: BenchArgs,
     },
-    /// Serve the read-only HTTP SQL API and reports without consuming events.
+    /// Serve the read-only HTTP SQL API, reports and security console without writing tables
+    /// (the console still reads live alerts from Kafka and sends actions there).
     Serve {
         /// Configuration with `data_dir` (or `[s3]`), `[http]` and `[[departments]]`.
         #[arg(long, short)]

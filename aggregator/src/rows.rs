@@ -405,6 +405,19 @@ impl Rows {
                 Arc::new(BooleanArray::from(
                     rows.iter().map(|r| r.closed).collect::<Vec<_>>(),
                 )),
+                Arc::new(
+                    TimestampMicrosecondArray::from(
+                        rows.iter()
+                            .map(|r| (r.trigger_ts_us != 0).then_some(r.trigger_ts_us))
+                            .collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(
+                    rows.iter()
+                        .map(|r| r.evidence.as_ref().map(|e| evidence_json(e).to_string()))
+                        .collect::<Vec<_>>(),
+                )),
             ];
             out.push((
                 Table::Alerts,
@@ -518,6 +531,39 @@ pub fn alert_key(alert_id: &str, closed: bool) -> String {
         "alert:{alert_id}:{}",
         if closed { "closed" } else { "open" }
     )
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` of a Unix-microsecond time (UTC).
+pub fn rfc3339_utc(ts_us: i64) -> String {
+    let of_day = ts_us.rem_euclid(86_400_000_000);
+    let (seconds, micros) = (of_day / 1_000_000, of_day % 1_000_000);
+    format!(
+        "{}T{:02}:{:02}:{:02}.{micros:06}Z",
+        utc_date(ts_us),
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+/// An alert's evidence as JSON, the same in the `alerts` table, the
+/// console and webhooks; times as RFC 3339, fields that do not apply
+/// (zero on the wire) as null.
+pub fn evidence_json(e: &schemas::v1::AlertEvidence) -> serde_json::Value {
+    let time = |us: i64| (us != 0).then(|| rfc3339_utc(us));
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    serde_json::json!({
+        "first_seen": time(e.first_seen_ts_us),
+        "last_seen": time(e.last_seen_ts_us),
+        "last_x": e.last_x,
+        "last_y": e.last_y,
+        "path_px": e.path_px,
+        "max_speed": e.max_speed,
+        "dwell_s": e.dwell_s,
+        "previous_camera": text(&e.previous_camera_id),
+        "previous_seen": time(e.previous_seen_ts_us),
+        "count": (e.count != 0).then_some(e.count),
+    })
 }
 
 /// The `alert_actions.action` value of an action.

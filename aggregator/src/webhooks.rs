@@ -59,7 +59,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::kafka::KafkaSettings;
 use service_kit::shutdown::Shutdown;
 
-use crate::rows::utc_date;
+use crate::rows::{evidence_json, rfc3339_utc};
 
 /// Header with the Unix seconds of the attempt.
 pub const TIMESTAMP_HEADER: &str = "x-argus-timestamp";
@@ -148,6 +148,12 @@ pub struct WebhookSettings {
     /// at most 79200 (22 hours).
     #[serde(default = "default_give_up_after_s")]
     pub give_up_after_s: f64,
+    /// Where a new webhook (its consumer group has no committed offset yet)
+    /// starts: false (default) at the next alert, so adding a webhook does
+    /// not flood it with history; true at the oldest alert Kafka keeps.
+    /// Afterwards it always resumes where it stopped.
+    #[serde(default)]
+    pub from_oldest: bool,
 }
 
 /// Closing events tell a receiver an alert is over (resolve the page).
@@ -172,11 +178,11 @@ const fn default_give_up_after_s() -> f64 {
 }
 
 impl fmt::Debug for WebhookSettings {
-    /// Like a derived `Debug`, but never prints the secret.
+    /// Like a derived `Debug`, but never prints the secret or the URL's path.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookSettings")
             .field("name", &self.name)
-            .field("url", &self.url)
+            .field("url", &redacted_url(&self.url))
             .field("secret", &"<redacted>")
             .field("min_severity", &self.min_severity)
             .field("rules", &self.rules)
@@ -185,6 +191,7 @@ impl fmt::Debug for WebhookSettings {
             .field("retry_initial_s", &self.retry_initial_s)
             .field("retry_max_s", &self.retry_max_s)
             .field("give_up_after_s", &self.give_up_after_s)
+            .field("from_oldest", &self.from_oldest)
             .finish()
     }
 }
@@ -203,6 +210,7 @@ impl WebhookSettings {
             retry_initial_s: default_retry_initial_s(),
             retry_max_s: default_retry_max_s(),
             give_up_after_s: default_give_up_after_s(),
+            from_oldest: false,
         }
     }
 
@@ -546,6 +554,14 @@ impl Delivery {
             .properties
             .entry("max.poll.interval.ms".into())
             .or_insert_with(|| settings.max_poll_interval_ms().to_string());
+        let start = if settings.from_oldest {
+            "earliest"
+        } else {
+            "latest"
+        };
+        kafka
+            .properties
+            .insert("auto.offset.reset".into(), start.into());
         let consumer = kafka
             .consumer(
                 &format!("argus-aggregator-webhook-{name}"),
@@ -883,7 +899,27 @@ fn describe(error: &reqwest::Error, timeout_s: f64) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
+    // reqwest names the URL ("... for url (https://...)").
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), &redacted_url(url.as_str()));
+    }
     text
+}
+
+/// Scheme, host and port of a URL, for logs: paths and queries of webhook
+/// URLs often carry tokens.
+fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) => {
+            let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!(
+                "{}://{}{port}/<redacted>",
+                parsed.scheme(),
+                parsed.host_str().unwrap_or_default()
+            )
+        }
+        Err(_) => "<redacted url>".into(),
+    }
 }
 
 /// Waits between attempts: exponential, with jitter over the upper half.
@@ -935,6 +971,10 @@ struct AlertJson<'a> {
     ts_us: i64,
     message: &'a str,
     closed: bool,
+    /// Capture time of the triggering frame (RFC 3339), when known.
+    trigger_ts: Option<String>,
+    /// What the alert is based on (see `rows::evidence_json`).
+    evidence: Option<serde_json::Value>,
 }
 
 /// `alert` as the request body.
@@ -954,8 +994,10 @@ fn alert_json(alert: &Alert) -> Vec<u8> {
         ts_us: alert.ts_us,
         message: &alert.message,
         closed: alert.closed,
+        trigger_ts: (alert.trigger_ts_us != 0).then(|| rfc3339_utc(alert.trigger_ts_us)),
+        evidence: alert.evidence.as_ref().map(evidence_json),
     };
-    // Strings, integers and a bool: serialising cannot fail.
+    // Strings, numbers, bools and JSON values: serialising cannot fail.
     serde_json::to_vec(&body).unwrap()
 }
 
@@ -963,19 +1005,6 @@ fn alert_json(alert: &Alert) -> Vec<u8> {
 fn delivery_id(alert: &Alert) -> String {
     let event = if alert.closed { "closed" } else { "raised" };
     format!("{}:{event}", alert.alert_id)
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` of a Unix-microsecond time.
-fn rfc3339_utc(ts_us: i64) -> String {
-    let of_day = ts_us.rem_euclid(86_400_000_000);
-    let (seconds, micros) = (of_day / 1_000_000, of_day % 1_000_000);
-    format!(
-        "{}T{:02}:{:02}:{:02}.{micros:06}Z",
-        utc_date(ts_us),
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    )
 }
 
 /// `sha256=` and the lowercase hex HMAC-SHA256 of `<timestamp>.<body>`.
@@ -1017,6 +1046,19 @@ mod tests {
     }
 
     #[test]
+    fn logged_urls_keep_only_scheme_host_and_port() {
+        assert_eq!(
+            redacted_url("https://hooks.example.com/services/T0/B0/s3cret?x=1"),
+            "https://hooks.example.com/<redacted>"
+        );
+        assert_eq!(
+            redacted_url("http://127.0.0.1:9000/hook"),
+            "http://127.0.0.1:9000/<redacted>"
+        );
+        assert_eq!(redacted_url("not a url"), "<redacted url>");
+    }
+
+    #[test]
     fn signatures_match_reference_hmacs() {
         // RFC 4231-style reference value (Wikipedia's HMAC-SHA256 example).
         let key = hmac::Key::new(hmac::HMAC_SHA256, b"key");
@@ -1050,8 +1092,25 @@ mod tests {
                 "ts_us": 1_700_000_000_123_456i64,
                 "message": "Person 42 loitered \"5 min\"",
                 "closed": false,
+                "trigger_ts": null,
+                "evidence": null,
             })
         );
+        let mut with_evidence = alert("loitering", AlertSeverity::Warning, false);
+        with_evidence.trigger_ts_us = 1_700_000_000_100_000;
+        with_evidence.evidence = Some(schemas::v1::AlertEvidence {
+            first_seen_ts_us: 1_699_999_970_000_000,
+            dwell_s: 30.5,
+            ..Default::default()
+        });
+        let json: serde_json::Value = serde_json::from_slice(&alert_json(&with_evidence)).unwrap();
+        assert_eq!(json["trigger_ts"], "2023-11-14T22:13:20.100000Z");
+        assert_eq!(
+            json["evidence"]["first_seen"],
+            "2023-11-14T22:12:50.000000Z"
+        );
+        assert_eq!(json["evidence"]["dwell_s"], 30.5);
+        assert_eq!(json["evidence"]["previous_camera"], serde_json::Value::Null);
         let text = String::from_utf8(body).unwrap();
         assert!(text.starts_with(r#"{"alert_id":"#), "field order: {text}");
         let closed = alert("x", AlertSeverity::Unspecified, true);

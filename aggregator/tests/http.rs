@@ -766,7 +766,13 @@ async fn the_configured_api_answers_sql_and_reports_behind_the_token() {
     );
     config.departments = departments;
     config.http = Some(settings.clone());
-    let router = aggregator::api::router(&config, &settings).await.unwrap();
+    let router = aggregator::api::router(
+        &config,
+        &settings,
+        service_kit::shutdown::Shutdown::from_future(std::future::pending()),
+    )
+    .await
+    .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

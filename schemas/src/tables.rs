@@ -151,6 +151,11 @@ impl Table {
                 Field::new("ts", ts(), false),
                 Field::new("message", DataType::Utf8, false),
                 Field::new("closed", DataType::Boolean, false),
+                // Capture time of the frame that triggered it; null in
+                // files written before the column existed.
+                Field::new("trigger_ts", ts(), true),
+                // The evidence as JSON (first/last seen, position, dwell...).
+                Field::new("evidence", DataType::Utf8, true),
             ],
             Table::AlertActions => vec![
                 Field::new("alert_id", DataType::Utf8, false),

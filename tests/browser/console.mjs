@@ -19,6 +19,7 @@ const browser = await chromium.launch({
   args: [
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-dev-shm-usage",
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
@@ -64,7 +65,8 @@ try {
     await page.waitForFunction(() => document.querySelectorAll("#detail-actions li").length > 0);
     actions = await page.$$eval("#detail-actions li", (items) => items.map((li) => li.textContent));
     state = await page.textContent(`${row} .state`);
-    if (actions.some((a) => a.includes("acknowledged by"))) break;
+    // Both read the stored tables, at slightly different moments.
+    if (state.includes("acknowledged") && actions.some((a) => a.includes("acknowledged by"))) break;
     await page.waitForTimeout(500);
   }
   const cameras = await page.$$eval("#cameras li", (items) => items.map((li) => li.textContent));

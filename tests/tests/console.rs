@@ -174,9 +174,13 @@ fn security_staff_see_an_alert_appear_and_acknowledge_it_in_chromium() {
     writer_config.http = None;
     let writer = runtime.spawn(aggregator::service::run(writer_config, shutdown()));
     let (address, api) = runtime.block_on(async {
-        let router = aggregator::api::router(&aggregator_config, &settings)
-            .await
-            .unwrap();
+        let router = aggregator::api::router(
+            &aggregator_config,
+            &settings,
+            service_kit::shutdown::Shutdown::from_future(shutdown()),
+        )
+        .await
+        .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let api = tokio::spawn(aggregator::http::serve(listener, router, shutdown()));

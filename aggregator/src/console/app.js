@@ -19,11 +19,18 @@ function headers(extra) {
 }
 
 async function sql(query) {
-  const response = await fetch("/sql?format=json", {
-    method: "POST",
-    headers: headers({ "Content-Type": "text/plain" }),
-    body: query,
-  });
+  let response;
+  // The service runs a few queries at once and answers 429 beyond them.
+  for (let attempt = 0; ; attempt++) {
+    response = await fetch("/sql?format=json", {
+      method: "POST",
+      headers: headers({ "Content-Type": "text/plain" }),
+      body: query,
+    });
+    if (response.status !== 429 || attempt >= 5) break;
+    const wait = Number(response.headers.get("Retry-After")) || 1;
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+  }
   if (!response.ok) {
     const text = await response.text();
     throw new Error(response.status + ": " + text);
@@ -86,7 +93,7 @@ async function loadAlerts() {
     "WITH last_action AS (SELECT alert_id, action FROM (SELECT alert_id, action, " +
       "ROW_NUMBER() OVER (PARTITION BY alert_id ORDER BY ts DESC) AS n FROM alert_actions) AS a WHERE n = 1), " +
       "closes AS (SELECT DISTINCT alert_id FROM alerts WHERE closed) " +
-      "SELECT r.alert_id, r.rule, r.severity, r.camera_id, r.person_ids, r.ts, r.message, " +
+      "SELECT r.alert_id, r.rule, r.severity, r.camera_id, r.person_ids, r.ts, r.message, r.evidence, " +
       "c.alert_id IS NOT NULL AS closed, l.action FROM alerts r " +
       "LEFT JOIN closes c ON c.alert_id = r.alert_id LEFT JOIN last_action l ON l.alert_id = r.alert_id " +
       "WHERE NOT r.closed ORDER BY r.ts DESC LIMIT 200",
@@ -181,6 +188,16 @@ async function showDetail(alertId) {
   $("#detail").hidden = false;
   $("#detail-id").textContent = alertId;
   $("#detail-message").textContent = alert.message;
+  const evidence = $("#detail-evidence");
+  evidence.replaceChildren();
+  // From SQL the evidence is a JSON string; from the live feed an object.
+  let facts = alert.evidence;
+  if (typeof facts === "string") {
+    try { facts = JSON.parse(facts); } catch { facts = null; }
+  }
+  for (const [key, value] of Object.entries(facts || {})) {
+    if (value !== null && value !== 0) evidence.append(text("li", key.replace(/_/g, " ") + ": " + value));
+  }
   const path = $("#detail-path");
   path.replaceChildren();
   const ids = String(alert.person_ids || "").split(",").filter((id) => /^\d+$/.test(id));
@@ -281,7 +298,10 @@ async function live() {
 
 async function refresh() {
   try {
-    await Promise.all([loadAlerts(), loadCameras(), loadOccupancy()]);
+    // One query at a time: a page takes one of the service's query slots.
+    await loadAlerts();
+    await loadCameras();
+    await loadOccupancy();
     $("#status").textContent = "signed in as " + session.actor + ", updated " + new Date().toLocaleTimeString();
   } catch (error) {
     $("#status").textContent = "could not load: " + error.message;
