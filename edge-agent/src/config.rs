@@ -125,6 +125,16 @@ pub struct CameraConfig {
     /// What to do at end of stream. Default: `reconnect` for `rtsp://`, `stop` otherwise.
     #[serde(default)]
     pub on_eos: Option<OnEos>,
+    /// Seconds without a new frame (while inference is not holding the
+    /// source back) after which the source counts as stalled: reported
+    /// STALLED, torn down and reconnected with back-off. Default 10.
+    #[serde(default = "default_stall_timeout_s")]
+    pub stall_timeout_s: f64,
+}
+
+/// Long enough for an RTSP camera to connect and deliver its first frame.
+pub const fn default_stall_timeout_s() -> f64 {
+    10.0
 }
 
 impl CameraConfig {
@@ -213,6 +223,15 @@ impl EdgeConfig {
             p.check(camera.url.contains("://"), || {
                 format!("camera {:?}: url {:?} is not a URI", camera.id, camera.url)
             });
+            p.check(
+                camera.stall_timeout_s > 0.0 && camera.stall_timeout_s <= 86_400.0,
+                || {
+                    format!(
+                        "camera {:?}: stall_timeout_s must be > 0 and at most a day",
+                        camera.id
+                    )
+                },
+            );
             p.check(camera.max_fps >= 0.0 && camera.max_fps.is_finite(), || {
                 format!("camera {:?}: max_fps must be >= 0", camera.id)
             });
@@ -276,6 +295,7 @@ mod tests {
             id: "c".into(),
             url: url.into(),
             max_fps: 0.0,
+            stall_timeout_s: default_stall_timeout_s(),
             rtsp_tcp: true,
             on_eos: None,
         };

@@ -62,6 +62,8 @@ pub struct CameraSummary {
     pub frames_dropped: u64,
     /// Person boxes published.
     pub persons: u64,
+    /// Times the source was connected again.
+    pub reconnects: u64,
 }
 
 /// Runs the agent until every camera has ended or `shutdown` completes.
@@ -180,10 +182,11 @@ pub async fn run(
             frames_analysed: s.frames_analysed.load(Ordering::Relaxed),
             frames_dropped: s.frames_dropped.load(Ordering::Relaxed),
             persons: persons.get(i).copied().unwrap_or(0),
+            reconnects: s.reconnects.load(Ordering::Relaxed),
         })
         .collect();
     for s in &summary {
-        tracing::info!(camera = %s.camera_id, frames_in = s.frames_in, frames_analysed = s.frames_analysed, frames_dropped = s.frames_dropped, persons = s.persons, "Camera totals");
+        tracing::info!(camera = %s.camera_id, frames_in = s.frames_in, frames_analysed = s.frames_analysed, frames_dropped = s.frames_dropped, persons = s.persons, reconnects = s.reconnects, "Camera totals");
     }
     Ok(summary)
 }

@@ -36,6 +36,9 @@ pub struct CameraStats {
     pub frames_analysed: AtomicU64,
     /// Frames shed because inference was busy.
     pub frames_dropped: AtomicU64,
+    /// Times the source was torn down and connected again (errors, stalls,
+    /// end of a live stream).
+    pub reconnects: AtomicU64,
     state: std::sync::Mutex<(State, i64, String)>,
 }
 
@@ -45,6 +48,7 @@ impl Default for CameraStats {
             frames_in: AtomicU64::new(0),
             frames_analysed: AtomicU64::new(0),
             frames_dropped: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
             state: std::sync::Mutex::new((State::Down, unix_micros(), "starting".into())),
         }
     }
@@ -129,6 +133,7 @@ pub fn run_camera(
                 tracing::warn!(camera = %camera.id, %error, backoff_ms = backoff.as_millis() as u64, "Camera failed; reconnecting");
             }
         }
+        stats.reconnects.fetch_add(1, Ordering::Relaxed);
         if stats.set_state(State::Reconnecting, "reconnecting") {
             on_health(index);
         }
@@ -198,6 +203,10 @@ fn play_once(
     let start_seq = *seq;
     let delivered = Arc::new(AtomicU64::new(0));
     let delivered_cb = Arc::clone(&delivered);
+    // True while a frame waits for room in the queue (inference is behind):
+    // backpressure, not a stalled source.
+    let held_back = Arc::new(AtomicBool::new(false));
+    let held_back_cb = Arc::clone(&held_back);
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -212,7 +221,10 @@ fn play_once(
                 };
                 delivered_cb.fetch_add(1, Ordering::Relaxed);
                 stats_cb.frames_in.fetch_add(1, Ordering::Relaxed);
-                match queue_cb.put(frame, when_full) {
+                held_back_cb.store(true, Ordering::Relaxed);
+                let put = queue_cb.put(frame, when_full);
+                held_back_cb.store(false, Ordering::Relaxed);
+                match put {
                     Put::Stored => Ok(gst::FlowSuccess::Ok),
                     Put::Replaced => {
                         stats_cb.frames_dropped.fetch_add(1, Ordering::Relaxed);
@@ -229,9 +241,23 @@ fn play_once(
         .map_err(|e| format!("cannot start {}: {e}", camera.url))?;
     let bus = pipeline.0.bus().ok_or("pipeline has no bus")?;
     let mut reported_up = false;
+    let stall_after = Duration::from_secs_f64(camera.stall_timeout_s);
+    let (mut last_count, mut last_progress) = (0, std::time::Instant::now());
     let end = loop {
         if stop.load(Ordering::Relaxed) {
             break RunEnd::Stopped;
+        }
+        let count = delivered.load(Ordering::Relaxed);
+        if count != last_count || held_back.load(Ordering::Relaxed) {
+            (last_count, last_progress) = (count, std::time::Instant::now());
+        } else if last_progress.elapsed() >= stall_after {
+            if stats.set_state(State::Stalled, "no frames") {
+                on_health(index);
+            }
+            break RunEnd::Error(format!(
+                "stalled: no frame for {:.1} s",
+                last_progress.elapsed().as_secs_f64()
+            ));
         }
         if !reported_up && delivered.load(Ordering::Relaxed) > 0 {
             reported_up = true;

@@ -96,6 +96,7 @@ fn a_file_camera_delivers_every_frame_then_ends() {
         max_fps: 0.0,
         rtsp_tcp: true,
         on_eos: Some(OnEos::Stop),
+        stall_timeout_s: edge_agent::config::default_stall_timeout_s(),
     };
     let queue = Arc::new(FrameQueue::new(1));
     let stats = Arc::new(CameraStats::default());
@@ -131,4 +132,70 @@ fn a_file_camera_delivers_every_frame_then_ends() {
         0
     );
     assert_eq!(stats.state().0, schemas::v1::camera_health::State::Ended);
+}
+
+/// A camera that accepts the connection and never sends a frame (a hung
+/// RTSP server) is reported STALLED after `stall_timeout_s` and connected
+/// again, with back-off, until stopped; it never hangs.
+#[test]
+fn a_silent_rtsp_camera_is_reported_stalled_and_reconnected() {
+    use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
+
+    // Accepts connections on loopback and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    {
+        let held = Arc::clone(&held);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                held.lock().unwrap().push(stream);
+            }
+        });
+    }
+    let camera = CameraConfig {
+        id: "silent".into(),
+        url: format!("rtsp://127.0.0.1:{port}/nothing"),
+        max_fps: 0.0,
+        rtsp_tcp: true,
+        on_eos: None,
+        stall_timeout_s: 0.5,
+    };
+    let queue = Arc::new(FrameQueue::new(1));
+    let stats = Arc::new(CameraStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let source = {
+        let (queue, stats, stop, seen) = (
+            Arc::clone(&queue),
+            Arc::clone(&stats),
+            Arc::clone(&stop),
+            Arc::clone(&seen),
+        );
+        std::thread::spawn(move || {
+            let report = |_| seen.lock().unwrap().push(stats.state().0);
+            source::run_camera(0, &camera, &queue, &stats, &stop, &report)
+        })
+    };
+    // Stalls after 0.5 s, waits 0.5 s, stalls, waits 1 s, stalls...
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    stop.store(true, Ordering::Relaxed);
+    source.join().unwrap();
+    use schemas::v1::camera_health::State;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        &seen[..4],
+        [
+            State::Stalled,
+            State::Reconnecting,
+            State::Stalled,
+            State::Reconnecting
+        ],
+        "{seen:?}"
+    );
+    let reconnects = stats.reconnects.load(Ordering::Relaxed);
+    assert!((2..=4).contains(&reconnects), "{reconnects} reconnects");
+    assert_eq!(stats.frames_in.load(Ordering::Relaxed), 0);
+    assert!(held.lock().unwrap().len() >= 2, "it connected again");
 }

@@ -113,6 +113,11 @@ impl Alerting {
         self.rules.open_alerts().count()
     }
 
+    /// The raise events of the alerts open now (for the checkpoint).
+    pub fn open_events(&self) -> Vec<AlertEvent> {
+        self.rules.open_alerts().cloned().collect()
+    }
+
     /// Counters of input the rules skipped.
     pub fn stats(&self) -> alerts::EngineStats {
         self.rules.stats()
@@ -132,6 +137,24 @@ impl Alerting {
     pub fn latency_quantile_ms(&self, q: f64) -> Option<f64> {
         quantile(&self.latencies_ms, q)
     }
+}
+
+/// Close events, at `now_us`, for alerts whose conditions are no longer
+/// watched (the tracker stopped, or restarted after a crash): every raise
+/// gets its close.
+pub fn closing(open: &[AlertEvent], now_us: i64, why: &str) -> Vec<Alert> {
+    open.iter()
+        .map(|raised| {
+            let close = AlertEvent {
+                closed: true,
+                ts_us: now_us.max(raised.ts_us),
+                trigger_ts_us: now_us.max(raised.ts_us),
+                message: format!("Closed: {why} ({})", raised.message),
+                ..raised.clone()
+            };
+            to_proto(&close)
+        })
+        .collect()
 }
 
 /// Nearest-rank quantile; None for no samples.

@@ -39,7 +39,7 @@ use service_kit::kafka::Progress;
 use service_kit::metrics::{self, Registry};
 use service_kit::shutdown::Shutdown;
 
-use crate::alerting::Alerting;
+use crate::alerting::{self, Alerting};
 use crate::config::TrackerConfig;
 use crate::engine::{Engine, EngineError, Output, Restored};
 
@@ -95,6 +95,8 @@ struct CheckpointOut<'a> {
     /// Next offset to read per detections partition: everything before is in `engine`.
     offsets: &'a BTreeMap<i32, i64>,
     engine: crate::engine::Snapshot<'a>,
+    /// Alerts open at the checkpoint: a restart after a crash closes them.
+    open_alerts: &'a [alerts::AlertEvent],
 }
 
 #[derive(serde::Deserialize)]
@@ -102,6 +104,8 @@ struct CheckpointIn {
     version: u32,
     offsets: BTreeMap<i32, i64>,
     engine: Restored,
+    #[serde(default)]
+    open_alerts: Vec<alerts::AlertEvent>,
 }
 
 fn checkpoint_error(path: &Path, message: impl std::fmt::Display) -> TrackerError {
@@ -140,6 +144,7 @@ fn write_checkpoint(
     dir: &Path,
     offsets: &BTreeMap<i32, i64>,
     engine: &Engine,
+    open_alerts: &[alerts::AlertEvent],
 ) -> Result<u64, TrackerError> {
     let path = dir.join(CHECKPOINT_FILE);
     let tmp = dir.join(format!("{CHECKPOINT_FILE}.partial"));
@@ -149,6 +154,7 @@ fn write_checkpoint(
         version: CHECKPOINT_VERSION,
         offsets,
         engine: engine.snapshot(),
+        open_alerts,
     })
     .map_err(|e| checkpoint_error(&path, e))?;
     let mut file = std::fs::File::create(&tmp).map_err(err)?;
@@ -233,6 +239,7 @@ pub async fn run(
     };
 
     let params = config.engine_params();
+    let mut left_open = Vec::new();
     let (mut engine, covered) = match state_dir
         .as_deref()
         .map(load_checkpoint)
@@ -241,6 +248,7 @@ pub async fn run(
     {
         Some(checkpoint) => {
             tracing::info!(offsets = ?checkpoint.offsets, "Tracker state restored from checkpoint");
+            left_open = checkpoint.open_alerts;
             (
                 Engine::restore(params, checkpoint.engine),
                 checkpoint.offsets,
@@ -257,6 +265,22 @@ pub async fn run(
         written: 0,
     });
     let mut stats = TrackerStats::default();
+    // Alerts a crash left open are closed now (the rules start afresh and
+    // raise again what still holds).
+    if !left_open.is_empty() {
+        let closes = alerting::closing(&left_open, now_us(), "the tracker restarted");
+        tracing::info!(
+            alerts = closes.len(),
+            "Closing alerts left open by the last run"
+        );
+        if let Some(alerting) = &mut alerting {
+            stats.alerts += publish_alerts(&producer, &closes, alerting, &registry).await? as u64;
+        } else {
+            for close in &closes {
+                send_alert(&producer, close).await?;
+            }
+        }
+    }
     let mut progress = Progress::default();
     let mut drain_deadline: Option<Instant> = None;
     let mut last_check = Instant::now();
@@ -368,7 +392,11 @@ pub async fn run(
             }
         }
         if let Some(checkpoints) = &mut checkpoints {
-            checkpoints.tick(&next_offsets, &engine, &consumer, &registry)?;
+            let open = alerting
+                .as_ref()
+                .map(Alerting::open_events)
+                .unwrap_or_default();
+            checkpoints.tick(&next_offsets, &engine, &open, &consumer, &registry)?;
         }
         if let Some(deadline) = drain_deadline
             && last_check.elapsed() >= Duration::from_millis(200)
@@ -389,6 +417,12 @@ pub async fn run(
         let closing = engine.close_all();
         stats.events += publish(&producer, &closing, &registry).await? as u64;
     }
+    // Open alerts are closed on a clean stop: their conditions are no
+    // longer watched (a restart raises again what still holds).
+    if let Some(alerting) = &mut alerting {
+        let closes = alerting::closing(&alerting.open_events(), now_us(), "the tracker stopped");
+        stats.alerts += publish_alerts(&producer, &closes, alerting, &registry).await? as u64;
+    }
     producer.flush(Timeout::After(Duration::from_secs(30)))?;
     match &mut checkpoints {
         // Synchronous: the final commit must reach the broker before the consumer goes.
@@ -396,6 +430,7 @@ pub async fn run(
             checkpoints.write(
                 &next_offsets,
                 &engine,
+                &[],
                 &consumer,
                 &registry,
                 CommitMode::Sync,
@@ -441,13 +476,21 @@ impl Checkpoints {
         &mut self,
         offsets: &BTreeMap<i32, i64>,
         engine: &Engine,
+        open_alerts: &[alerts::AlertEvent],
         consumer: &StreamConsumer,
         registry: &Registry,
     ) -> Result<(), TrackerError> {
         if self.last.elapsed() < self.every || *offsets == self.covered {
             return Ok(());
         }
-        self.write(offsets, engine, consumer, registry, CommitMode::Async)
+        self.write(
+            offsets,
+            engine,
+            open_alerts,
+            consumer,
+            registry,
+            CommitMode::Async,
+        )
     }
 
     /// Writes a checkpoint, then commits the offsets it covers.
@@ -455,12 +498,13 @@ impl Checkpoints {
         &mut self,
         offsets: &BTreeMap<i32, i64>,
         engine: &Engine,
+        open_alerts: &[alerts::AlertEvent],
         consumer: &StreamConsumer,
         registry: &Registry,
         mode: CommitMode,
     ) -> Result<(), TrackerError> {
         self.last = Instant::now();
-        let bytes = write_checkpoint(&self.dir, offsets, engine)?;
+        let bytes = write_checkpoint(&self.dir, offsets, engine, open_alerts)?;
         self.covered = offsets.clone();
         self.written += 1;
         // The checkpoint is the source of truth: messages it covers are skipped
@@ -554,6 +598,19 @@ async fn next_message(consumer: Option<&StreamConsumer>) -> KafkaResult<Borrowed
     }
 }
 
+/// Sends one alert and waits for Kafka's acknowledgement.
+async fn send_alert(producer: &FutureProducer, alert: &Alert) -> Result<(), TrackerError> {
+    let payload = wire::encode(alert);
+    let record = FutureRecord::to(topics::ALERTS)
+        .key(topics::key(&alert.camera_id))
+        .payload(&payload);
+    producer
+        .send(record, Timeout::Never)
+        .await
+        .map(|_| ())
+        .map_err(|(error, _)| error.into())
+}
+
 /// Upper bounds of the alert latency histogram, seconds.
 const LATENCY_BUCKETS_S: [(f64, &str); 8] = [
     (0.05, "0.05"),
@@ -580,19 +637,13 @@ async fn publish_alerts(
     }
     let deliveries: Vec<_> = alerts
         .iter()
-        .map(|alert| async move {
-            let payload = wire::encode(alert);
-            let record = FutureRecord::to(topics::ALERTS)
-                .key(topics::key(&alert.camera_id))
-                .payload(&payload);
-            producer.send(record, Timeout::Never).await
-        })
+        .map(|alert| send_alert(producer, alert))
         .collect();
     for (alert, result) in alerts
         .iter()
         .zip(futures::future::join_all(deliveries).await)
     {
-        result.map_err(|(error, _)| error)?;
+        result?;
         let action = if alert.closed { "closed" } else { "raised" };
         registry.count(
             "argus_tracker_alerts_total",

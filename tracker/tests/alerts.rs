@@ -3,6 +3,8 @@
 //! agents would, and the alerts are read back from `argus.alerts.v1`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker::EmbeddedBroker;
@@ -208,4 +210,102 @@ fn loitering_and_a_down_camera_raise_and_close_one_alert_each() {
         alerts.iter().all(|a| a.rule != "vault"),
         "nobody entered the vault"
     );
+}
+
+/// Frames of the person standing in the zone at 10 fps while `standing`.
+async fn stand(kafka: KafkaSettings, standing: Arc<AtomicBool>, mut seq: u64) {
+    let producer = kafka.producer("alerts-test").unwrap();
+    while standing.load(Ordering::Relaxed) {
+        let f = frame(seq, now_us(), true);
+        send(&producer, topics::DETECTIONS, "a", wire::encode(&f)).await;
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A crash leaves an alert open; the restarted tracker closes it (from its
+/// checkpoint), and a clean stop closes what is open then.
+#[test]
+fn alerts_left_open_by_a_crash_or_a_stop_are_closed() {
+    let broker = EmbeddedBroker::start(1, None).unwrap();
+    let mut kafka = KafkaSettings::new(broker.bootstrap_servers());
+    // The dead first life leaves the group after 6 s, not the default 45 s.
+    for (key, value) in [
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+    ] {
+        kafka.properties.insert(key.into(), value.into());
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut config = TrackerConfig::new(kafka.clone());
+    // Only the loitering rule, and a long absence_s: while the tracker
+    // runs, the alert stays open.
+    config.alerts = Some(
+        toml::from_str(
+            r#"
+            [[rules]]
+            name = "linger"
+            kind = "loitering"
+            cameras = ["a"]
+            zone = [[0, 0], [384, 0], [384, 576], [0, 576]]
+            max_dwell_s = 1.5
+            absence_s = 60.0
+            "#,
+        )
+        .unwrap(),
+    );
+    config.state_dir = Some(state.path().to_path_buf());
+    config.checkpoint_interval_s = 0.2;
+    let _in_runtime = runtime.enter(); // the consumer spawns a task
+    let reader: StreamConsumer = kafka
+        .consumer("reader", "alerts-reader-crash", &[topics::ALERTS])
+        .unwrap();
+    let next_alert = |what: &str| {
+        let message = runtime
+            .block_on(tokio::time::timeout(Duration::from_secs(30), reader.recv()))
+            .unwrap_or_else(|_| panic!("no alert: {what}"))
+            .unwrap();
+        wire::decode::<Alert>(message.payload().unwrap()).unwrap()
+    };
+
+    // First life: the person stands in the zone, still there when the
+    // tracker dies (its task is dropped: no clean stop).
+    let first = runtime.spawn(tracker::run(config.clone(), std::future::pending()));
+    let standing = Arc::new(AtomicBool::new(true));
+    let frames = runtime.spawn(stand(kafka.clone(), Arc::clone(&standing), 0));
+    let raised = next_alert("the raise");
+    assert_eq!((raised.rule.as_str(), raised.closed), ("linger", false));
+    std::thread::sleep(Duration::from_millis(600)); // a checkpoint with the open alert
+    first.abort();
+    let _ = runtime.block_on(first);
+    standing.store(false, Ordering::Relaxed);
+    runtime.block_on(frames).unwrap();
+
+    // Second life: the alert left open is closed at start.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let second = runtime.spawn(tracker::run(config.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let closed = next_alert("the close after the restart");
+    assert_eq!(closed.alert_id, raised.alert_id);
+    assert!(closed.closed);
+    assert!(closed.message.contains("restarted"), "{closed:?}");
+    assert!(closed.ts_us >= raised.ts_us);
+
+    // The person is still there: the rule raises again, and a clean stop
+    // (while they still stand there) closes that alert too.
+    standing.store(true, Ordering::Relaxed);
+    let frames = runtime.spawn(stand(kafka.clone(), Arc::clone(&standing), 1000));
+    let again = next_alert("the second raise");
+    assert_eq!((again.rule.as_str(), again.closed), ("linger", false));
+    assert_ne!(again.alert_id, raised.alert_id);
+    let _ = stop.send(());
+    let stats = runtime.block_on(second).unwrap().unwrap();
+    standing.store(false, Ordering::Relaxed);
+    runtime.block_on(frames).unwrap();
+    let last = next_alert("the close on stop");
+    assert_eq!(last.alert_id, again.alert_id);
+    assert!(last.closed && last.message.contains("stopped"), "{last:?}");
+    assert_eq!(stats.alerts, 3, "close, raise, close: {stats:?}");
 }
