@@ -523,7 +523,8 @@ impl Writer {
                 }
                 let mut batches = Vec::with_capacity(bundle.len());
                 for file in &bundle {
-                    batches.push(self.storage.read_parquet(&file.path).await?);
+                    let stored = self.storage.read_parquet(&file.path).await?;
+                    batches.push(crate::store::conform(table, &stored)?);
                 }
                 let merged = concat_batches(&table.schema(), &batches)?;
                 let merged = sort_by_time(table, &merged)?;

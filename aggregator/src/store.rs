@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{RecordBatch, new_null_array};
 use datafusion::arrow::compute::{
     SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
 };
@@ -448,6 +448,22 @@ fn relative_to(root: &Path, location: &Path) -> Option<String> {
     (!rest.is_empty()).then(|| rest.join("/"))
 }
 
+/// A stored batch in the table's current schema, column by name: columns
+/// added since the file was written (nullable ones) read as null, so files
+/// of older versions compact together with new ones.
+pub fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch, StoreError> {
+    let schema = table.schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => Arc::clone(column),
+            None => new_null_array(field.data_type(), batch.num_rows()),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
 /// The batch sorted by the table's time column (stable for equal times).
 pub fn sort_by_time(table: Table, batch: &RecordBatch) -> Result<RecordBatch, StoreError> {
     let Ok(index) = batch.schema().index_of(table.time_column()) else {
@@ -645,4 +661,42 @@ pub fn live_files_by_partition(
 /// Distinct dates present in a state (for retention).
 pub fn dates(state: &State) -> HashSet<String> {
     state.files.values().map(|f| f.date.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray, BooleanArray, StringArray};
+    use datafusion::arrow::datatypes::Schema;
+
+    #[test]
+    fn alerts_files_written_before_the_evidence_columns_conform_with_nulls() {
+        // The eight columns the alerts table had before trigger_ts and evidence.
+        let current = Table::Alerts.schema();
+        let old_fields: Vec<_> = current.fields().iter().take(8).cloned().collect();
+        let old = Arc::new(Schema::new(old_fields));
+        let text = |v: &str| Arc::new(StringArray::from(vec![v])) as _;
+        let columns = vec![
+            text("a1"),
+            text("linger"),
+            text("WARNING"),
+            text("cam"),
+            text("7"),
+            Arc::new(
+                datafusion::arrow::array::TimestampMicrosecondArray::from(vec![1_000_000])
+                    .with_timezone("UTC"),
+            ) as _,
+            text("m"),
+            Arc::new(BooleanArray::from(vec![false])) as _,
+        ];
+        let batch = RecordBatch::try_new(old, columns).unwrap();
+        let conformed = conform(Table::Alerts, &batch).unwrap();
+        assert_eq!(conformed.schema(), current);
+        assert_eq!(conformed.column(0).as_string::<i32>().value(0), "a1");
+        assert!(conformed.column_by_name("trigger_ts").unwrap().is_null(0));
+        assert!(conformed.column_by_name("evidence").unwrap().is_null(0));
+        // And it concatenates with a batch of the current schema.
+        let merged = concat_batches(&current, &[conformed.clone(), conformed]).unwrap();
+        assert_eq!(merged.num_rows(), 2);
+    }
 }

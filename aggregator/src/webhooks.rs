@@ -559,9 +559,11 @@ impl Delivery {
         } else {
             "latest"
         };
+        // An explicit kafka.properties setting wins.
         kafka
             .properties
-            .insert("auto.offset.reset".into(), start.into());
+            .entry("auto.offset.reset".into())
+            .or_insert_with(|| start.into());
         let consumer = kafka
             .consumer(
                 &format!("argus-aggregator-webhook-{name}"),

@@ -76,6 +76,8 @@ impl CameraStats {
 enum RunEnd {
     Eos,
     Error(String),
+    /// No frame for `stall_timeout_s`.
+    Stalled(String),
     Stopped,
 }
 
@@ -106,9 +108,11 @@ pub fn run_camera(
     stop: &AtomicBool,
     on_health: &dyn Fn(usize),
 ) {
-    let mut backoff = Duration::from_millis(500);
+    const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+    let mut backoff = FIRST_BACKOFF;
     let mut seq = 0u64;
     loop {
+        let before = seq;
         let end = match play_once(index, camera, queue, stats, stop, &mut seq, on_health) {
             Ok(end) => end,
             Err(error) => RunEnd::Error(error),
@@ -116,7 +120,7 @@ pub fn run_camera(
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        match end {
+        match &end {
             RunEnd::Stopped => return,
             RunEnd::Eos if camera.on_eos() == OnEos::Stop => {
                 tracing::info!(camera = %camera.id, frames = seq, "Camera stream ended");
@@ -132,9 +136,22 @@ pub fn run_camera(
             RunEnd::Error(error) => {
                 tracing::warn!(camera = %camera.id, %error, backoff_ms = backoff.as_millis() as u64, "Camera failed; reconnecting");
             }
+            RunEnd::Stalled(error) => {
+                tracing::warn!(camera = %camera.id, %error, backoff_ms = backoff.as_millis() as u64, "Camera stalled; reconnecting");
+            }
         }
         stats.reconnects.fetch_add(1, Ordering::Relaxed);
-        if stats.set_state(State::Reconnecting, "reconnecting") {
+        // A run that delivered frames was healthy: start the back-off over.
+        if seq > before {
+            backoff = FIRST_BACKOFF;
+        }
+        // A stalled camera stays STALLED (the state health reports read)
+        // until frames flow again; any other failure is RECONNECTING.
+        let (state, detail) = match end {
+            RunEnd::Stalled(_) => (State::Stalled, "no frames; reconnecting"),
+            _ => (State::Reconnecting, "reconnecting"),
+        };
+        if stats.set_state(state, detail) {
             on_health(index);
         }
         let until = std::time::Instant::now() + backoff;
@@ -251,10 +268,7 @@ fn play_once(
         if count != last_count || held_back.load(Ordering::Relaxed) {
             (last_count, last_progress) = (count, std::time::Instant::now());
         } else if last_progress.elapsed() >= stall_after {
-            if stats.set_state(State::Stalled, "no frames") {
-                on_health(index);
-            }
-            break RunEnd::Error(format!(
+            break RunEnd::Stalled(format!(
                 "stalled: no frame for {:.1} s",
                 last_progress.elapsed().as_secs_f64()
             ));

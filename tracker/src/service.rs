@@ -262,6 +262,9 @@ pub async fn run(
         every: Duration::from_secs_f64(config.checkpoint_interval_s),
         last: Instant::now(),
         covered: covered.clone(),
+        // The restored list: once the restart has closed those alerts, the
+        // next checkpoint (written at once, the set changed) drops them.
+        open_alert_ids: left_open.iter().map(|a| a.alert_id.clone()).collect(),
         written: 0,
     });
     let mut stats = TrackerStats::default();
@@ -467,11 +470,15 @@ struct Checkpoints {
     last: Instant,
     /// Offsets covered by the latest checkpoint (an idle tracker writes none).
     covered: BTreeMap<i32, i64>,
+    /// Ids of the open alerts the latest checkpoint lists.
+    open_alert_ids: Vec<String>,
     written: u64,
 }
 
 impl Checkpoints {
-    /// Writes a checkpoint when one is due and there is something new.
+    /// Writes a checkpoint when one is due and there is something new, and
+    /// at once when the set of open alerts changed (so a crash leaves none
+    /// unlisted, also while no detections arrive).
     fn tick(
         &mut self,
         offsets: &BTreeMap<i32, i64>,
@@ -480,7 +487,13 @@ impl Checkpoints {
         consumer: &StreamConsumer,
         registry: &Registry,
     ) -> Result<(), TrackerError> {
-        if self.last.elapsed() < self.every || *offsets == self.covered {
+        let alerts_changed = open_alerts.len() != self.open_alert_ids.len()
+            || open_alerts
+                .iter()
+                .zip(&self.open_alert_ids)
+                .any(|(a, id)| a.alert_id != *id);
+        let due = self.last.elapsed() >= self.every && *offsets != self.covered;
+        if !due && !alerts_changed {
             return Ok(());
         }
         self.write(
@@ -506,6 +519,7 @@ impl Checkpoints {
         self.last = Instant::now();
         let bytes = write_checkpoint(&self.dir, offsets, engine, open_alerts)?;
         self.covered = offsets.clone();
+        self.open_alert_ids = open_alerts.iter().map(|a| a.alert_id.clone()).collect();
         self.written += 1;
         // The checkpoint is the source of truth: messages it covers are skipped
         // on restart, so a failed commit (e.g. during a rebalance) costs only a
