@@ -32,14 +32,14 @@ use axum::routing::{get, post};
 use futures::Stream;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::util::Timeout;
 use schemas::v1::alert_action::Action;
 use schemas::v1::{Alert, AlertAction, CameraHealth};
 use schemas::{topics, wire};
 use serde::Deserialize;
 use serde_json::json;
-use service_kit::kafka::KafkaSettings;
+use service_kit::kafka::{self, KafkaSettings};
 use service_kit::shutdown::Shutdown;
 use tokio::sync::broadcast;
 
@@ -292,9 +292,7 @@ async fn act(
     if alert_id.is_empty() || alert_id.len() > 512 {
         return error(StatusCode::BAD_REQUEST, "alert id must be 1 to 512 bytes");
     }
-    let ts_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
+    let ts_us = service_kit::clock::now_us();
     let mut message = AlertAction {
         schema_version: schemas::SCHEMA_VERSION,
         action_id: String::new(),
@@ -307,14 +305,17 @@ async fn act(
     message.set_action(action);
     message.action_id = format!("{alert_id}:{}:{ts_us}", crate::rows::action_name(action));
     let payload = wire::encode(&message);
-    let record = FutureRecord::to(topics::ALERT_ACTIONS)
-        .key(alert_id.as_bytes())
-        .payload(&payload);
     // librdkafka fails the message after ACTION_TIMEOUT; the outer bound
     // only guards against a client that never answers.
     let sent = tokio::time::timeout(
         ACTION_TIMEOUT + Duration::from_secs(5),
-        state.producer.send(record, Timeout::After(ACTION_TIMEOUT)),
+        kafka::send(
+            &state.producer,
+            topics::ALERT_ACTIONS,
+            alert_id.as_bytes(),
+            &payload,
+            Timeout::After(ACTION_TIMEOUT),
+        ),
     )
     .await;
     match sent {
@@ -331,7 +332,7 @@ async fn act(
             )
                 .into_response()
         }
-        Ok(Err((e, _))) => error(
+        Ok(Err(e)) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("Kafka did not take the action: {e}"),
         ),

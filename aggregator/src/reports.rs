@@ -117,13 +117,6 @@ const DAY_US: i64 = 86_400_000_000;
 /// as covered (reports come every minute or so; the last one ends its interval).
 pub const COVERAGE_SLACK_S: i64 = 300;
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(i64::MAX)
-}
-
 impl Dialect {
     /// A UTC timestamp literal.
     fn ts(self, us: i64) -> String {
@@ -203,7 +196,7 @@ impl Report {
                 let t0 = day_start_us(day)?;
                 let t1 = t0 + DAY_US;
                 // Only the part of the day that has happened can be covered.
-                let seen_until = t1.min(now_us()).max(t0);
+                let seen_until = t1.min(service_kit::clock::now_us()).max(t0);
                 let visits = visits(dialect, t0, t1, t0);
                 vec![
                     ReportQuery {

@@ -30,6 +30,7 @@ use schemas::v1::{
     Alert, AlertAction, CameraHealth, FrameDetections, IdMerge, PresenceEvent, TrackSummary,
 };
 use schemas::{topics, wire};
+use service_kit::clock::now_us;
 use service_kit::kafka::Progress;
 use service_kit::shutdown::Shutdown;
 
@@ -157,7 +158,7 @@ pub async fn run(
             }
             _ = flush_tick.tick() => {
                 if writer.flush(&consumer).await? {
-                    writer.rows.prune(Writer::now_us());
+                    writer.rows.prune(now_us());
                 }
             }
             _ = maintain_tick.tick(), if writer.healthy => {
@@ -299,7 +300,7 @@ impl Writer {
                 .commit(
                     &mut state,
                     &writer_id,
-                    Self::now_us(),
+                    now_us(),
                     adopted,
                     Vec::new(),
                     &Default::default(),
@@ -386,13 +387,6 @@ impl Writer {
         None
     }
 
-    fn now_us() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(0)
-    }
-
     fn next_stem(&mut self) -> String {
         self.file_seq += 1;
         format!("{}-{:06}", self.writer_id, self.file_seq)
@@ -468,7 +462,7 @@ impl Writer {
         removed: Vec<String>,
         offsets: &std::collections::BTreeMap<(String, i32), i64>,
     ) -> Result<(), AggregatorError> {
-        let now = Self::now_us();
+        let now = now_us();
         self.manifest
             .commit(
                 &mut self.state,
@@ -494,7 +488,7 @@ impl Writer {
             self.storage.delete(&paths).await?;
         }
         if self.retention_days > 0 {
-            let cutoff = utc_date(Self::now_us() - i64::from(self.retention_days) * 86_400_000_000);
+            let cutoff = utc_date(now_us() - i64::from(self.retention_days) * 86_400_000_000);
             let expired = expired_files(&self.state, &cutoff);
             if !expired.is_empty() {
                 self.commit_replacement(Vec::new(), expired.clone()).await?;
@@ -604,7 +598,7 @@ impl Loader {
             .unwritten
             .extend(self.writer.rows.take_batches()?);
         self.writer.try_flush().await?;
-        self.writer.rows.prune(Writer::now_us());
+        self.writer.rows.prune(now_us());
         Ok(())
     }
 
@@ -671,7 +665,7 @@ async fn remember_recent(
     window_s: f64,
 ) -> Result<(), QueryError> {
     let ctx = query::open(storage, &QueryOptions::default()).await?;
-    let since_us = Writer::now_us() - (window_s * 1e6) as i64;
+    let since_us = now_us() - (window_s * 1e6) as i64;
     let since_date = utc_date(since_us - 86_400_000_000);
     let events = format!(
         "SELECT event_id, exit AS ts FROM people_present_raw WHERE date >= '{since_date}' \

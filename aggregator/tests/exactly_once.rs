@@ -24,12 +24,13 @@ use aggregator::store::{S3Settings, Storage};
 use broker::EmbeddedBroker;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::util::Timeout;
 use schemas::v1::presence_event::Kind;
 use schemas::v1::{FrameDetections, PresenceEvent};
 use schemas::{topics, wire};
-use service_kit::kafka::KafkaSettings;
+use service_kit::clock::now_us;
+use service_kit::kafka::{self, KafkaSettings};
 
 /// What the producer thread sent: distinct frames, people and intervals.
 #[derive(Debug, Default)]
@@ -40,19 +41,9 @@ struct Sent {
     resent: u64,
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-}
-
 async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: Vec<u8>) {
-    producer
-        .send(
-            FutureRecord::to(topic).key(key).payload(&payload),
-            Timeout::After(Duration::from_secs(10)),
-        )
+    let timeout = Timeout::After(Duration::from_secs(10));
+    kafka::send(producer, topic, key.as_bytes(), &payload, timeout)
         .await
         .unwrap();
 }

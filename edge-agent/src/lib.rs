@@ -216,7 +216,7 @@ fn inference_loop(
                 model_id: model_id.clone(),
                 embedder_id: embedder_id.clone(),
                 end_of_stream: true,
-                capture_ts_us: source::unix_micros(),
+                capture_ts_us: service_kit::clock::now_us(),
                 ..Default::default()
             },
             Next::Frame(frame) => {

@@ -12,10 +12,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use schemas::v1::{CameraHealth, FrameDetections};
 use schemas::{topics, wire};
+use service_kit::clock::now_us;
 use tokio::sync::mpsc;
 
 use crate::config::CameraConfig;
-use crate::source::{CameraStats, unix_micros};
+use crate::source::CameraStats;
 
 /// What the publisher sends.
 #[derive(Debug)]
@@ -34,7 +35,7 @@ pub fn health_report(camera: &CameraConfig, stats: &CameraStats) -> CameraHealth
         camera_id: camera.id.clone(),
         state: state as i32,
         since_ts_us: since,
-        ts_us: unix_micros(),
+        ts_us: now_us(),
         frames_in: stats.frames_in.load(Ordering::Relaxed),
         frames_analysed: stats.frames_analysed.load(Ordering::Relaxed),
         frames_dropped: stats.frames_dropped.load(Ordering::Relaxed),

@@ -9,23 +9,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use schemas::v1::camera_health::State;
+use service_kit::clock::now_us;
 
 use crate::config::{CameraConfig, OnEos};
 use crate::queue::{Frame, FrameQueue, Put, WhenFull};
-
-/// Now as Unix microseconds.
-pub fn unix_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
 
 /// Counters and state of one camera, shared with the health reporter.
 #[derive(Debug)]
@@ -49,7 +42,7 @@ impl Default for CameraStats {
             frames_analysed: AtomicU64::new(0),
             frames_dropped: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
-            state: std::sync::Mutex::new((State::Down, unix_micros(), "starting".into())),
+            state: std::sync::Mutex::new((State::Down, now_us(), "starting".into())),
         }
     }
 }
@@ -60,7 +53,7 @@ impl CameraStats {
         let mut current = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let changed = current.0 != state;
         if changed {
-            *current = (state, unix_micros(), detail.into());
+            *current = (state, now_us(), detail.into());
         }
         changed
     }
@@ -316,7 +309,7 @@ fn frame_from_sample(
         // Stream time mapped onto the wall clock at the first frame, so
         // timestamps are monotonic and spaced as the source spaced them.
         let mut first = first.lock().unwrap_or_else(|p| p.into_inner());
-        let (pts0, wall0) = *first.get_or_insert((pts, unix_micros()));
+        let (pts0, wall0) = *first.get_or_insert((pts, now_us()));
         wall0 + pts.saturating_sub(pts0) as i64
     };
     let map = buffer.map_readable().ok()?;

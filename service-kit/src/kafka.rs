@@ -12,7 +12,8 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
 use serde::Deserialize;
 
 /// Connection settings shared by every Kafka client of a service.
@@ -98,6 +99,23 @@ impl KafkaSettings {
         consumer.subscribe(topics)?;
         Ok(consumer)
     }
+}
+
+/// Sends one message and waits until Kafka acknowledged it (or `timeout`
+/// passed in the producer's queue).
+pub async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &[u8],
+    payload: &[u8],
+    timeout: Timeout,
+) -> Result<(), KafkaError> {
+    let record = FutureRecord::to(topic).key(key).payload(payload);
+    producer
+        .send(record, timeout)
+        .await
+        .map(|_| ())
+        .map_err(|(error, _)| error)
 }
 
 /// Tracks the next offset to read per partition, to know when a consumer has

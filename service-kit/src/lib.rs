@@ -4,12 +4,14 @@
 //! # Layout
 //! - [`shutdown`]: the one shutdown story: a signal future handed to each
 //!   service's `run(config, shutdown)`, fanned out to its tasks.
+//! - [`clock`]: the wall clock in the wire's Unix microseconds.
 //! - [`config`]: loading a service's TOML file with every error reported.
 //! - [`kafka`]: client settings, producer and consumer construction, and the
 //!   drain-to-watermark used on shutdown.
 //! - [`logging`]: `tracing` set-up for binaries.
 //! - [`metrics`]: Prometheus registry and the `/metrics` + `/healthz` endpoint.
 
+pub mod clock;
 pub mod config;
 pub mod kafka;
 pub mod logging;

@@ -11,36 +11,27 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aggregator::config::AggregatorConfig;
 use aggregator::http::HttpSettings;
 use broker::EmbeddedBroker;
 use datafusion::arrow::array::AsArray;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::util::Timeout;
 use schemas::v1::camera_health::State;
 use schemas::v1::{CameraHealth, Detection, FrameDetections};
 use schemas::{topics, wire};
-use service_kit::kafka::KafkaSettings;
+use service_kit::clock::now_us;
+use service_kit::kafka::{self, KafkaSettings};
 use tokio::net::TcpListener;
 use tracker::config::TrackerConfig;
 
 const TOKEN: &str = "console-test-token";
 
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-}
-
 async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: Vec<u8>) {
-    producer
-        .send(
-            FutureRecord::to(topic).key(key).payload(&payload),
-            Timeout::After(Duration::from_secs(10)),
-        )
+    let timeout = Timeout::After(Duration::from_secs(10));
+    kafka::send(producer, topic, key.as_bytes(), &payload, timeout)
         .await
         .unwrap();
 }

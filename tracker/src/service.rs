@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaResult;
@@ -35,7 +35,8 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::v1::{Alert, CameraHealth, FrameDetections};
 use schemas::{topics, wire};
-use service_kit::kafka::Progress;
+use service_kit::clock::now_us;
+use service_kit::kafka::{self, Progress};
 use service_kit::metrics::{self, Registry};
 use service_kit::shutdown::Shutdown;
 
@@ -191,12 +192,6 @@ fn commit(
     }
     consumer.commit(&list, mode)?;
     Ok(())
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Runs the tracker until `shutdown` completes and the drain finishes.
@@ -614,15 +609,9 @@ async fn next_message(consumer: Option<&StreamConsumer>) -> KafkaResult<Borrowed
 
 /// Sends one alert and waits for Kafka's acknowledgement.
 async fn send_alert(producer: &FutureProducer, alert: &Alert) -> Result<(), TrackerError> {
+    let key = topics::key(&alert.camera_id);
     let payload = wire::encode(alert);
-    let record = FutureRecord::to(topics::ALERTS)
-        .key(topics::key(&alert.camera_id))
-        .payload(&payload);
-    producer
-        .send(record, Timeout::Never)
-        .await
-        .map(|_| ())
-        .map_err(|(error, _)| error.into())
+    Ok(kafka::send(producer, topics::ALERTS, key, &payload, Timeout::Never).await?)
 }
 
 /// Upper bounds of the alert latency histogram, seconds.

@@ -5,32 +5,23 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use broker::EmbeddedBroker;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::util::Timeout;
 use schemas::v1::camera_health::State;
 use schemas::v1::{Alert, CameraHealth, Detection, FrameDetections, alert};
 use schemas::{topics, wire};
-use service_kit::kafka::KafkaSettings;
+use service_kit::clock::now_us;
+use service_kit::kafka::{self, KafkaSettings};
 use tracker::config::TrackerConfig;
 
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-}
-
 async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: Vec<u8>) {
-    producer
-        .send(
-            FutureRecord::to(topic).key(key).payload(&payload),
-            Timeout::After(Duration::from_secs(10)),
-        )
+    let timeout = Timeout::After(Duration::from_secs(10));
+    kafka::send(producer, topic, key.as_bytes(), &payload, timeout)
         .await
         .unwrap();
 }
