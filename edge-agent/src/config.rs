@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use service_kit::config::{ConfigError, Problems};
 use service_kit::kafka::KafkaSettings;
+use vision::roi::{Anchor, Polygon, RegionFilter};
 
 /// Everything the edge agent needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +131,39 @@ pub struct CameraConfig {
     /// STALLED, torn down and reconnected with back-off. Default 10.
     #[serde(default = "default_stall_timeout_s")]
     pub stall_timeout_s: f64,
+    /// Regions of interest: polygons, each a list of `[x, y]` points in
+    /// source-frame pixels. When any is given, only people whose anchor lies
+    /// inside one of them are kept. Default: none (the whole frame).
+    #[serde(default)]
+    pub roi: Vec<Vec<[f32; 2]>>,
+    /// Exclusion masks (posters, screens, mirrors, reflective windows):
+    /// polygons like `roi`; people whose anchor lies inside one are dropped,
+    /// also where an ROI covers them. Default: none.
+    #[serde(default)]
+    pub exclude: Vec<Vec<[f32; 2]>>,
+    /// The point of a person's box tested against `roi` and `exclude`.
+    #[serde(default)]
+    pub mask_anchor: MaskAnchor,
+}
+
+/// The point of a box tested against a camera's polygons.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaskAnchor {
+    /// Middle of the bottom edge: the feet of a standing person.
+    #[default]
+    BottomCentre,
+    /// Centre of the box.
+    Centre,
+}
+
+impl From<MaskAnchor> for Anchor {
+    fn from(anchor: MaskAnchor) -> Self {
+        match anchor {
+            MaskAnchor::BottomCentre => Anchor::BottomCentre,
+            MaskAnchor::Centre => Anchor::Centre,
+        }
+    }
 }
 
 /// Long enough for an RTSP camera to connect and deliver its first frame.
@@ -150,6 +184,36 @@ impl CameraConfig {
     /// Live sources shed frames when inference lags; files wait for it.
     pub fn is_live(&self) -> bool {
         self.url.starts_with("rtsp://") || self.url.starts_with("rtsps://")
+    }
+
+    /// The camera's ROI and exclusion masks; every bad polygon is listed,
+    /// named by camera, key and index.
+    pub fn region_filter(&self) -> Result<RegionFilter, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut polygons = |key: &str, list: &[Vec<[f32; 2]>]| -> Vec<Polygon> {
+            list.iter()
+                .enumerate()
+                .filter_map(|(index, points)| {
+                    Polygon::new(points.clone())
+                        .map_err(|e| {
+                            problems
+                                .push(format!("camera {:?}: {key} polygon {index}: {e}", self.id));
+                        })
+                        .ok()
+                })
+                .collect()
+        };
+        let include = polygons("roi", &self.roi);
+        let exclude = polygons("exclude", &self.exclude);
+        if problems.is_empty() {
+            Ok(RegionFilter {
+                include,
+                exclude,
+                anchor: self.mask_anchor.into(),
+            })
+        } else {
+            Err(problems)
+        }
     }
 }
 
@@ -235,6 +299,9 @@ impl EdgeConfig {
             p.check(camera.max_fps >= 0.0 && camera.max_fps.is_finite(), || {
                 format!("camera {:?}: max_fps must be >= 0", camera.id)
             });
+            if let Err(problems) = camera.region_filter() {
+                problems.into_iter().for_each(|problem| p.push(problem));
+            }
         }
         p.finish()
     }
@@ -287,6 +354,112 @@ mod tests {
             (config.embedder.input_height, config.embedder.input_width),
             (128, 64)
         );
+        let masked = config.cameras[0].region_filter().unwrap();
+        assert_eq!((masked.include.len(), masked.exclude.len()), (1, 2));
+        assert_eq!(masked.anchor, Anchor::BottomCentre);
+        assert!(config.cameras[1].region_filter().unwrap().is_empty());
+    }
+
+    const VALID_HEAD: &str = r#"
+        onnxruntime_library = "/nonexistent/libonnxruntime.so"
+        [kafka]
+        bootstrap_servers = "localhost:9092"
+        [detector]
+        model = "/nonexistent/det.onnx"
+        [embedder]
+        enabled = false
+        model = "/nonexistent/emb.onnx"
+    "#;
+
+    #[test]
+    fn masks_parse_from_integer_pixels_into_a_region_filter() {
+        let text = format!(
+            r#"{VALID_HEAD}
+            [[cameras]]
+            id = "east"
+            url = "rtsp://127.0.0.1:1/east"
+            roi = [[[0, 200], [768, 200], [768, 576], [0, 576]]]
+            exclude = [[[600, 0], [768, 0], [768, 150.5], [600, 150.5]], [[10, 300], [60, 300], [35, 350]]]
+            mask_anchor = "centre"
+            "#
+        );
+        let config: EdgeConfig = toml::from_str(&text).unwrap();
+        let camera = &config.cameras[0];
+        assert_eq!(camera.roi[0][1], [768.0, 200.0]);
+        assert_eq!(camera.exclude[0][2], [768.0, 150.5]);
+        assert_eq!(camera.mask_anchor, MaskAnchor::Centre);
+        let filter = camera.region_filter().unwrap();
+        assert_eq!((filter.include.len(), filter.exclude.len()), (1, 2));
+        assert_eq!(filter.anchor, Anchor::Centre);
+        let centred_at = |x: f32, y: f32| vision::bbox::BBox::from_center(x, y, 20.0, 40.0);
+        assert!(filter.keeps(&centred_at(300.0, 400.0)));
+        assert!(!filter.keeps(&centred_at(300.0, 100.0)), "outside the ROI");
+        assert!(!filter.keeps(&centred_at(35.0, 310.0)), "in the triangle");
+    }
+
+    #[test]
+    fn no_masks_by_default_and_unknown_anchors_are_refused() {
+        let text = format!(
+            r#"{VALID_HEAD}
+            [[cameras]]
+            id = "a"
+            url = "rtsp://127.0.0.1:1/a"
+            "#
+        );
+        let config: EdgeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(config.cameras[0].mask_anchor, MaskAnchor::BottomCentre);
+        assert!(config.cameras[0].region_filter().unwrap().is_empty());
+        for bad in [
+            r#"mask_anchor = "feet""#,
+            r#"roi = [[[0, 0], [1, 0], [1]]]"#,
+            r#"masks = []"#,
+        ] {
+            let text = format!(
+                r#"{VALID_HEAD}
+                [[cameras]]
+                id = "a"
+                url = "rtsp://127.0.0.1:1/a"
+                {bad}
+                "#
+            );
+            assert!(toml::from_str::<EdgeConfig>(&text).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_bad_polygon_is_listed_with_its_camera_and_index() {
+        let text = format!(
+            r#"{VALID_HEAD}
+            [[cameras]]
+            id = "east"
+            url = "rtsp://127.0.0.1:1/east"
+            roi = [[[0, 0], [10, 0], [10, 10]], [[0, 0], [10, 0]]]
+            exclude = [[[0, 0], [5, 5], [10, 10], [20, 20]]]
+            [[cameras]]
+            id = "west"
+            url = "rtsp://127.0.0.1:1/west"
+            max_fps = -1.0
+            exclude = [[[0, 0], [10, 0], [10, 10]], [[0, 0], [10, 0], [10, 10]], []]
+            "#
+        );
+        let config: EdgeConfig = toml::from_str(&text).unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        for needle in [
+            "camera \"east\": roi polygon 1: a polygon needs at least 3 points, got 2",
+            "camera \"east\": exclude polygon 0: the polygon encloses no area",
+            "camera \"west\": exclude polygon 2: a polygon needs at least 3 points, got 0",
+            "camera \"west\": max_fps must be >= 0",
+            "det.onnx does not exist",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+        for absent in ["roi polygon 0", "exclude polygon 1", "\"west\": roi"] {
+            assert!(!err.contains(absent), "{absent:?} is fine, in:\n{err}");
+        }
+        assert_eq!(
+            config.cameras[1].region_filter().unwrap_err(),
+            vec!["camera \"west\": exclude polygon 2: a polygon needs at least 3 points, got 0"]
+        );
     }
 
     #[test]
@@ -298,6 +471,9 @@ mod tests {
             stall_timeout_s: default_stall_timeout_s(),
             rtsp_tcp: true,
             on_eos: None,
+            roi: Vec::new(),
+            exclude: Vec::new(),
+            mask_anchor: MaskAnchor::default(),
         };
         assert_eq!(cam("rtsp://h/x").on_eos(), OnEos::Reconnect);
         assert!(cam("rtsp://h/x").is_live());

@@ -7,6 +7,8 @@
 //!   cameras keep the newest frame; files wait).
 //! - [`inference`]: ONNX Runtime detector (letterbox → YOLO → NMS) and
 //!   appearance embedder (batched crops, L2-normalised).
+//! - [`analyse`] (here): one frame's detections, masked by the camera's ROI
+//!   and exclusion polygons before the survivors are embedded.
 //! - [`publish`]: protobuf encoding and the Kafka producer.
 //! - [`model`]: the `model import-darknet` command.
 //!
@@ -25,9 +27,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use schemas::v1::{Detection, FrameDetections};
+use schemas::v1::{Detection, Embedding, FrameDetections};
+use service_kit::config::ConfigError;
 use tokio::sync::mpsc;
+use vision::bbox::BBox;
 use vision::letterbox::RgbFrame;
+use vision::roi::RegionFilter;
+use vision::yolo::Candidate;
 
 use crate::config::EdgeConfig;
 use crate::inference::{DetectionParams, Detector, Embedder, InferenceError};
@@ -38,6 +44,9 @@ use crate::source::CameraStats;
 /// Why the agent stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
+    /// The configuration is not usable (a bad ROI or exclusion polygon).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A model or ONNX Runtime could not be loaded.
     #[error(transparent)]
     Inference(#[from] InferenceError),
@@ -62,6 +71,8 @@ pub struct CameraSummary {
     pub frames_dropped: u64,
     /// Person boxes published.
     pub persons: u64,
+    /// Person boxes dropped by the camera's ROI and exclusion masks.
+    pub persons_masked: u64,
     /// Times the source was connected again.
     pub reconnects: u64,
 }
@@ -71,6 +82,13 @@ pub async fn run(
     config: EdgeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Vec<CameraSummary>, EdgeError> {
+    // Checked by `EdgeConfig::validate`; built here once per camera.
+    let filters = config
+        .cameras
+        .iter()
+        .map(|camera| camera.region_filter())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ConfigError::Invalid)?;
     let library = config.onnxruntime_library.clone().unwrap_or_default();
     let env = inference::environment(&library)?;
     let params = DetectionParams {
@@ -103,6 +121,11 @@ pub async fn run(
         cameras = config.cameras.len(),
         "Edge agent starting"
     );
+    for (camera, filter) in config.cameras.iter().zip(&filters) {
+        if !filter.is_empty() {
+            tracing::info!(camera = %camera.id, roi = filter.include.len(), exclude = filter.exclude.len(), anchor = ?filter.anchor, "Detection masks");
+        }
+    }
 
     let cameras = Arc::new(config.cameras.clone());
     let queue = Arc::new(FrameQueue::new(cameras.len()));
@@ -142,7 +165,9 @@ pub async fn run(
         );
         std::thread::Builder::new()
             .name("inference".into())
-            .spawn(move || inference_loop(&queue, &cameras, &stats, detector, embedder, &tx))?
+            .spawn(move || {
+                inference_loop(&queue, &cameras, &filters, &stats, detector, embedder, &tx)
+            })?
     };
     drop(out_tx);
 
@@ -182,11 +207,12 @@ pub async fn run(
             frames_analysed: s.frames_analysed.load(Ordering::Relaxed),
             frames_dropped: s.frames_dropped.load(Ordering::Relaxed),
             persons: persons.get(i).copied().unwrap_or(0),
+            persons_masked: s.persons_masked.load(Ordering::Relaxed),
             reconnects: s.reconnects.load(Ordering::Relaxed),
         })
         .collect();
     for s in &summary {
-        tracing::info!(camera = %s.camera_id, frames_in = s.frames_in, frames_analysed = s.frames_analysed, frames_dropped = s.frames_dropped, persons = s.persons, reconnects = s.reconnects, "Camera totals");
+        tracing::info!(camera = %s.camera_id, frames_in = s.frames_in, frames_analysed = s.frames_analysed, frames_dropped = s.frames_dropped, persons = s.persons, persons_masked = s.persons_masked, reconnects = s.reconnects, "Camera totals");
     }
     Ok(summary)
 }
@@ -196,6 +222,7 @@ pub async fn run(
 fn inference_loop(
     queue: &FrameQueue,
     cameras: &[config::CameraConfig],
+    filters: &[RegionFilter],
     stats: &[Arc<CameraStats>],
     mut detector: Detector,
     mut embedder: Option<Embedder>,
@@ -221,16 +248,20 @@ fn inference_loop(
             },
             Next::Frame(frame) => {
                 let camera = &cameras[frame.camera];
-                let detections = match analyse(&frame, &mut detector, embedder.as_mut()) {
-                    Ok(d) => d,
+                let filter = &filters[frame.camera];
+                let analysis = match analyse(&frame, &mut detector, embedder.as_mut(), filter) {
+                    Ok(a) => a,
                     Err(error) => {
                         tracing::warn!(camera = %camera.id, seq = frame.seq, %error, "Frame not analysed");
                         continue;
                     }
                 };
-                stats[frame.camera]
-                    .frames_analysed
-                    .fetch_add(1, Ordering::Relaxed);
+                let camera_stats = &stats[frame.camera];
+                camera_stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
+                camera_stats
+                    .persons_masked
+                    .fetch_add(analysis.masked, Ordering::Relaxed);
+                let detections = analysis.detections;
                 persons[frame.camera] += detections.len() as u64;
                 FrameDetections {
                     schema_version: schemas::SCHEMA_VERSION,
@@ -254,27 +285,52 @@ fn inference_loop(
     persons
 }
 
-/// Detects and embeds the people of one frame.
-fn analyse(
+/// What [`analyse`] found in one frame.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Analysis {
+    /// The detections to publish, best first.
+    pub detections: Vec<Detection>,
+    /// Detections dropped by the camera's ROI and exclusion masks.
+    pub masked: u64,
+}
+
+/// Detects the people of one frame, drops those the camera's `filter` masks
+/// and embeds the rest.
+pub fn analyse(
     frame: &queue::Frame,
     detector: &mut Detector,
     embedder: Option<&mut Embedder>,
-) -> Result<Vec<Detection>, InferenceError> {
+    filter: &RegionFilter,
+) -> Result<Analysis, InferenceError> {
     let rgb = RgbFrame::new(&frame.data, frame.width, frame.height, frame.stride)
         .map_err(|e| InferenceError::Ort(format!("bad frame: {e}")))?;
     let candidates = detector.detect(&rgb)?;
-    let embeddings = match embedder {
-        Some(embedder) => {
-            let boxes: Vec<_> = candidates.iter().map(|c| c.bbox).collect();
-            embedder
-                .embed(&rgb, &boxes)?
-                .into_iter()
-                .map(|v| Some(schemas::embedding::quantise(&v)))
-                .collect()
-        }
-        None => vec![None; candidates.len()],
+    detections(candidates, filter, |boxes| match embedder {
+        Some(embedder) => Ok(embedder
+            .embed(&rgb, boxes)?
+            .into_iter()
+            .map(|v| Some(schemas::embedding::quantise(&v)))
+            .collect()),
+        None => Ok(vec![None; boxes.len()]),
+    })
+}
+
+/// The published detections of a frame's candidates (after NMS and the class
+/// filter). The masks come first, so masked people cost no embedding time:
+/// `embed` gets the boxes of the people kept and returns one embedding each.
+fn detections(
+    mut candidates: Vec<Candidate>,
+    filter: &RegionFilter,
+    embed: impl FnOnce(&[BBox]) -> Result<Vec<Option<Embedding>>, InferenceError>,
+) -> Result<Analysis, InferenceError> {
+    let masked = if filter.is_empty() {
+        0
+    } else {
+        filter.retain(&mut candidates) as u64
     };
-    Ok(candidates
+    let boxes: Vec<BBox> = candidates.iter().map(|c| c.bbox).collect();
+    let embeddings = embed(&boxes)?;
+    let detections = candidates
         .iter()
         .zip(embeddings)
         .map(|(c, embedding)| Detection {
@@ -286,5 +342,139 @@ fn analyse(
             class_id: c.class_id,
             embedding,
         })
-        .collect())
+        .collect();
+    Ok(Analysis { detections, masked })
+}
+
+#[cfg(test)]
+mod tests {
+    use vision::roi::{Anchor, Polygon};
+
+    use super::*;
+
+    fn person(x: f32, y: f32, score: f32) -> Candidate {
+        Candidate {
+            bbox: BBox {
+                x,
+                y,
+                w: 40.0,
+                h: 100.0,
+            },
+            score,
+            class_id: 0,
+        }
+    }
+
+    fn rect(x0: f32, y0: f32, x1: f32, y1: f32) -> Polygon {
+        Polygon::new(vec![[x0, y0], [x1, y0], [x1, y1], [x0, y1]]).unwrap()
+    }
+
+    /// An embedding that names the box it was made for.
+    fn tag(bbox: &BBox) -> Option<Embedding> {
+        Some(Embedding {
+            scale: bbox.x,
+            values: vec![],
+        })
+    }
+
+    #[test]
+    fn masked_people_are_dropped_before_embedding_and_counted() {
+        // A 768x576 frame: the ROI is the floor (y >= 200), a TV screen in
+        // the top-right corner and a mirror on the floor's right are masked.
+        let filter = RegionFilter {
+            include: vec![rect(0.0, 200.0, 768.0, 576.0)],
+            exclude: vec![
+                rect(600.0, 0.0, 768.0, 150.0),
+                rect(650.0, 300.0, 768.0, 576.0),
+            ],
+            anchor: Anchor::BottomCentre,
+        };
+        let candidates = vec![
+            person(100.0, 300.0, 0.9), // feet (120, 400): on the floor, kept
+            person(620.0, 20.0, 0.8),  // feet (640, 120): in the TV, masked
+            person(300.0, 50.0, 0.7),  // feet (320, 150): above the floor, masked
+            person(680.0, 350.0, 0.6), // feet (700, 450): in the mirror, masked
+            person(400.0, 476.0, 0.5), // feet (420, 576): on the frame's edge, kept
+        ];
+        let mut embedded = Vec::new();
+        let analysis = detections(candidates, &filter, |boxes| {
+            embedded.extend_from_slice(boxes);
+            Ok(boxes.iter().map(tag).collect())
+        })
+        .unwrap();
+        assert_eq!(analysis.masked, 3);
+        assert_eq!(
+            embedded,
+            vec![
+                person(100.0, 300.0, 0.9).bbox,
+                person(400.0, 476.0, 0.5).bbox
+            ],
+            "only the people kept are embedded"
+        );
+        let kept: Vec<(f32, f32, f32)> = analysis
+            .detections
+            .iter()
+            .map(|d| (d.x, d.y, d.score))
+            .collect();
+        assert_eq!(kept, vec![(100.0, 300.0, 0.9), (400.0, 476.0, 0.5)]);
+        for d in &analysis.detections {
+            assert_eq!(
+                d.embedding.as_ref().unwrap().scale,
+                d.x,
+                "embeddings stay with their boxes"
+            );
+            assert_eq!((d.width, d.height, d.class_id), (40.0, 100.0, 0));
+        }
+    }
+
+    #[test]
+    fn the_centre_anchor_tests_the_middle_of_the_box() {
+        let filter = RegionFilter {
+            exclude: vec![rect(0.0, 0.0, 768.0, 250.0)],
+            anchor: Anchor::Centre,
+            ..Default::default()
+        };
+        // Centres at y = 230 (masked) and y = 260 (kept); both feet are
+        // below the exclusion.
+        let candidates = vec![person(0.0, 180.0, 0.9), person(100.0, 210.0, 0.8)];
+        let no_embedding = |boxes: &[BBox]| Ok(vec![None; boxes.len()]);
+        let analysis = detections(candidates.clone(), &filter, no_embedding).unwrap();
+        assert_eq!(analysis.masked, 1);
+        assert_eq!(analysis.detections.len(), 1);
+        assert_eq!(analysis.detections[0].x, 100.0);
+        let feet = RegionFilter {
+            anchor: Anchor::BottomCentre,
+            ..filter
+        };
+        let analysis = detections(candidates, &feet, no_embedding).unwrap();
+        assert_eq!((analysis.masked, analysis.detections.len()), (0, 2));
+    }
+
+    #[test]
+    fn without_masks_every_candidate_is_published() {
+        let candidates = vec![person(0.0, 0.0, 0.9), person(500.0, 400.0, 0.8)];
+        let analysis = detections(candidates, &RegionFilter::default(), |boxes| {
+            Ok(vec![None; boxes.len()])
+        })
+        .unwrap();
+        assert_eq!(analysis.masked, 0);
+        assert_eq!(analysis.detections.len(), 2);
+        assert!(analysis.detections.iter().all(|d| d.embedding.is_none()));
+    }
+
+    #[test]
+    fn everything_masked_embeds_nothing() {
+        let filter = RegionFilter {
+            exclude: vec![rect(0.0, 0.0, 768.0, 576.0)],
+            ..Default::default()
+        };
+        let candidates = vec![person(0.0, 0.0, 0.9), person(500.0, 400.0, 0.8)];
+        let analysis = detections(candidates, &filter, |boxes| {
+            assert!(boxes.is_empty());
+            Ok(Vec::new())
+        })
+        .unwrap();
+        assert_eq!(analysis.masked, 2);
+        assert!(analysis.detections.is_empty());
+    }
 }

@@ -29,6 +29,8 @@ pub struct CameraStats {
     pub frames_analysed: AtomicU64,
     /// Frames shed because inference was busy.
     pub frames_dropped: AtomicU64,
+    /// Person boxes dropped by the camera's ROI and exclusion masks.
+    pub persons_masked: AtomicU64,
     /// Times the source was torn down and connected again (errors, stalls,
     /// end of a live stream).
     pub reconnects: AtomicU64,
@@ -41,6 +43,7 @@ impl Default for CameraStats {
             frames_in: AtomicU64::new(0),
             frames_analysed: AtomicU64::new(0),
             frames_dropped: AtomicU64::new(0),
+            persons_masked: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             state: std::sync::Mutex::new((State::Down, now_us(), "starting".into())),
         }

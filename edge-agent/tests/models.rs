@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use edge_agent::config::{CameraConfig, OnEos};
+use edge_agent::config::{CameraConfig, MaskAnchor, OnEos};
 use edge_agent::inference::{self, DetectionParams, Detector, Embedder};
 use edge_agent::queue::{FrameQueue, Next};
 use edge_agent::source::{self, CameraStats};
@@ -97,6 +97,9 @@ fn a_file_camera_delivers_every_frame_then_ends() {
         rtsp_tcp: true,
         on_eos: Some(OnEos::Stop),
         stall_timeout_s: edge_agent::config::default_stall_timeout_s(),
+        roi: Vec::new(),
+        exclude: Vec::new(),
+        mask_anchor: MaskAnchor::default(),
     };
     let queue = Arc::new(FrameQueue::new(1));
     let stats = Arc::new(CameraStats::default());
@@ -161,6 +164,9 @@ fn a_silent_rtsp_camera_is_reported_stalled_and_reconnected() {
         rtsp_tcp: true,
         on_eos: None,
         stall_timeout_s: 0.5,
+        roi: Vec::new(),
+        exclude: Vec::new(),
+        mask_anchor: MaskAnchor::default(),
     };
     let queue = Arc::new(FrameQueue::new(1));
     let stats = Arc::new(CameraStats::default());
@@ -191,4 +197,100 @@ fn a_silent_rtsp_camera_is_reported_stalled_and_reconnected() {
     assert!((2..=4).contains(&reconnects), "{reconnects} reconnects");
     assert_eq!(stats.frames_in.load(Ordering::Relaxed), 0);
     assert!(held.lock().unwrap().len() >= 2, "it connected again");
+}
+
+/// The masks on real detections: frames of vtest.avi (768x576, people
+/// walking across a hall) analysed by the agent's own path three ways.
+#[test]
+fn masks_on_vtest_drop_everyone_in_an_exclusion_and_keep_the_roi() {
+    use vision::roi::{Polygon, RegionFilter};
+
+    let env = inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap();
+    let params = DetectionParams {
+        score_threshold: 0.3,
+        nms_iou_threshold: 0.45,
+        classes: vec![0],
+    };
+    let mut detector = Detector::load(&env, &asset("yolov3-tiny.onnx"), params, 0).unwrap();
+    let rect = |x0: f32, y0: f32, x1: f32, y1: f32| {
+        Polygon::new(vec![[x0, y0], [x1, y0], [x1, y1], [x0, y1]]).unwrap()
+    };
+    let whole_frame_excluded = RegionFilter {
+        exclude: vec![rect(0.0, 0.0, 768.0, 576.0)],
+        ..Default::default()
+    };
+    let left_half = RegionFilter {
+        include: vec![rect(0.0, 0.0, 384.0, 576.0)],
+        ..Default::default()
+    };
+
+    let camera = CameraConfig {
+        id: "file".into(),
+        url: format!("file://{}", asset("vtest.avi").display()),
+        max_fps: 0.0,
+        rtsp_tcp: true,
+        on_eos: Some(OnEos::Stop),
+        stall_timeout_s: edge_agent::config::default_stall_timeout_s(),
+        roi: Vec::new(),
+        exclude: Vec::new(),
+        mask_anchor: MaskAnchor::default(),
+    };
+    let queue = Arc::new(FrameQueue::new(1));
+    let stats = Arc::new(CameraStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let source = {
+        let (queue, stats, stop) = (Arc::clone(&queue), Arc::clone(&stats), Arc::clone(&stop));
+        std::thread::spawn(move || source::run_camera(0, &camera, &queue, &stats, &stop, &|_| {}))
+    };
+    let (mut sampled, mut unmasked, mut excluded, mut left, mut left_masked) = (0, 0, 0, 0, 0);
+    // Until the stream ends or, after the last sample, the queue closes.
+    while let Next::Frame(frame) = queue.next() {
+        if frame.seq % 25 != 0 || sampled == 12 {
+            continue;
+        }
+        sampled += 1;
+        let mut run = |filter: &RegionFilter| {
+            edge_agent::analyse(&frame, &mut detector, None, filter).unwrap()
+        };
+        let all = run(&RegionFilter::default());
+        assert_eq!(all.masked, 0);
+        unmasked += all.detections.len();
+
+        let none = run(&whole_frame_excluded);
+        assert!(none.detections.is_empty(), "frame {}", frame.seq);
+        assert_eq!(none.masked, all.detections.len() as u64);
+        excluded += none.masked;
+
+        let feet_x = |d: &schemas::v1::Detection| d.x + d.width / 2.0;
+        let kept = run(&left_half);
+        assert!(
+            kept.detections.iter().all(|d| feet_x(d) <= 384.0),
+            "frame {}: {:?}",
+            frame.seq,
+            kept.detections
+        );
+        let expected: Vec<_> = all
+            .detections
+            .iter()
+            .filter(|d| feet_x(d) <= 384.0)
+            .cloned()
+            .collect();
+        assert_eq!(kept.detections, expected, "frame {}", frame.seq);
+        assert_eq!(kept.masked as usize, all.detections.len() - expected.len());
+        left += kept.detections.len();
+        left_masked += kept.masked;
+
+        if sampled == 12 {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            queue.stop();
+        }
+    }
+    source.join().unwrap();
+    assert_eq!(sampled, 12);
+    assert!(unmasked > 0, "vtest.avi has people");
+    assert!(excluded > 0 && excluded == unmasked as u64);
+    assert!(
+        left > 0 && left_masked > 0,
+        "people on both halves: {left} kept on the left, {left_masked} masked on the right"
+    );
 }

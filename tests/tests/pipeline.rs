@@ -102,6 +102,9 @@ fn rtsp_cameras_to_sql_answers() {
                 rtsp_tcp: true,
                 on_eos: Some(OnEos::Stop),
                 stall_timeout_s: edge_agent::config::default_stall_timeout_s(),
+                roi: Vec::new(),
+                exclude: Vec::new(),
+                mask_anchor: Default::default(),
             })
             .collect(),
     };

@@ -7,6 +7,8 @@
 //! - [`yolo`]: the detector description carried in the ONNX metadata and the
 //!   decoders of YOLOv3 heads and the YOLOv2 region layer.
 //! - [`nms`]: class-aware non-maximum suppression.
+//! - [`roi`]: polygons in frame pixels: regions of interest and exclusion
+//!   masks deciding which detections count.
 //! - [`darknet`]: the darknet `.cfg` + `.weights` to ONNX importer.
 //! - [`onnx`]: the subset of the ONNX protobuf the importer writes.
 //!
@@ -17,6 +19,7 @@ pub mod bbox;
 pub mod darknet;
 pub mod letterbox;
 pub mod nms;
+pub mod roi;
 pub mod yolo;
 
 /// Generated types of the ONNX protobuf subset in `proto/onnx.proto`.
