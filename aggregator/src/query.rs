@@ -59,17 +59,20 @@ pub struct QueryOptions {
 pub const VIEWS: [(&str, &str); 6] = [
     (
         "person_alias",
+        // The deepest link of each chain wins (ties: the smallest id). An
+        // aggregate rather than ROW_NUMBER(): a window over millions of
+        // one- or two-row partitions costs DataFusion far more than a
+        // grouped MAX and a join.
         "WITH RECURSIVE chain(person_id, canonical_id, depth) AS ( \
            SELECT from_person_id, into_person_id, 1 FROM id_merges \
            UNION ALL \
            SELECT c.person_id, m.into_person_id, c.depth + 1 \
            FROM chain c JOIN id_merges m ON c.canonical_id = m.from_person_id \
-           WHERE c.depth < 64) \
-         SELECT person_id, canonical_id FROM ( \
-           SELECT person_id, canonical_id, ROW_NUMBER() OVER ( \
-             PARTITION BY person_id ORDER BY depth DESC, canonical_id) AS rn \
-           FROM chain) AS ranked \
-         WHERE rn = 1",
+           WHERE c.depth < 64), \
+         deepest AS (SELECT person_id, MAX(depth) AS depth FROM chain GROUP BY person_id) \
+         SELECT c.person_id, MIN(c.canonical_id) AS canonical_id \
+         FROM chain c JOIN deepest d ON c.person_id = d.person_id AND c.depth = d.depth \
+         GROUP BY c.person_id",
     ),
     (
         "people_present",
@@ -96,14 +99,15 @@ pub const VIEWS: [(&str, &str); 6] = [
     ),
     (
         "transitions",
+        // One window ordered by person (not PARTITION BY person_id, whose
+        // per-partition cost dominates with millions of people), so the
+        // previous row's person says whether the visit had a predecessor.
         "SELECT person_id, from_camera, to_camera, left_at, arrived_at FROM ( \
-           SELECT person_id, \
-                  LAG(camera_id) OVER (PARTITION BY person_id ORDER BY enter, exit, camera_id) AS from_camera, \
-                  camera_id AS to_camera, \
-                  LAG(exit) OVER (PARTITION BY person_id ORDER BY enter, exit, camera_id) AS left_at, \
-                  enter AS arrived_at \
-           FROM people_present) AS visits \
-         WHERE from_camera IS NOT NULL AND from_camera <> to_camera",
+           SELECT person_id, LAG(person_id) OVER w AS previous_person, \
+                  LAG(camera_id) OVER w AS from_camera, camera_id AS to_camera, \
+                  LAG(exit) OVER w AS left_at, enter AS arrived_at \
+           FROM people_present WINDOW w AS (ORDER BY person_id, enter, exit, camera_id)) AS visits \
+         WHERE previous_person = person_id AND from_camera <> to_camera",
     ),
     (
         "camera_health",

@@ -3,7 +3,8 @@
 //!
 //! Every report is plain SQL (printed with `--show-sql`), written so the
 //! same text runs on DataFusion and, for the side-by-side benchmark, on
-//! DuckDB; [`Dialect`] covers the one difference (timestamp literals).
+//! DuckDB; [`Dialect`] covers the differences (timestamp literals, µs
+//! conversions).
 //! Times are UTC; a "day" is a UTC calendar day and a visit belongs to the
 //! day its `enter` falls on (which is also its `date` partition).
 //!
@@ -112,6 +113,7 @@ pub fn day_start_us(day: &str) -> Result<i64, BadDay> {
 }
 
 const DAY_US: i64 = 86_400_000_000;
+const HOUR_US: i64 = 3_600_000_000;
 
 /// Seconds of a day a camera may go without health reports and still count
 /// as covered (reports come every minute or so; the last one ends its interval).
@@ -133,6 +135,24 @@ impl Dialect {
         match self {
             Dialect::DataFusion => format!("TIMESTAMP '{date}T{hms}Z'"),
             Dialect::Duckdb => format!("TIMESTAMPTZ '{date} {hms}+00'"),
+        }
+    }
+
+    /// A timestamp column as Unix µs (BIGINT).
+    fn epoch_us(self, column: &str) -> String {
+        match self {
+            Dialect::DataFusion => format!("CAST({column} AS BIGINT)"),
+            Dialect::Duckdb => format!("epoch_us({column})"),
+        }
+    }
+
+    /// Unix µs (an integer expression) as a UTC timestamp.
+    fn from_epoch_us(self, expr: &str) -> String {
+        match self {
+            Dialect::DataFusion => {
+                format!("arrow_cast({expr}, 'Timestamp(Microsecond, Some(\"UTC\"))')")
+            }
+            Dialect::Duckdb => format!("make_timestamptz({expr})"),
         }
     }
 }
@@ -169,7 +189,7 @@ impl Report {
                 // The visit before an arrival may precede the window by up to a day.
                 let visits = visits(dialect, since_us - DAY_US, *until_us, since_us - DAY_US);
                 let mut filter = format!(
-                    "previous IS NOT NULL AND previous <> department AND enter >= {}",
+                    "previous_person = person_id AND previous <> department AND enter >= {}",
                     dialect.ts(*since_us)
                 );
                 if let Some(from) = from {
@@ -183,8 +203,8 @@ impl Report {
                     sql: format!(
                         "WITH visits AS ({visits}), \
                          ordered AS (SELECT person_id, department, enter, \
-                           LAG(department) OVER (PARTITION BY person_id ORDER BY enter, exit, department) AS previous \
-                           FROM visits) \
+                           LAG(person_id) OVER w AS previous_person, LAG(department) OVER w AS previous \
+                           FROM visits WINDOW w AS (ORDER BY person_id, enter, exit, department)) \
                          SELECT previous AS from_department, department AS to_department, \
                                 COUNT(*) AS transitions, COUNT(DISTINCT person_id) AS people \
                          FROM ordered WHERE {filter} \
@@ -201,15 +221,17 @@ impl Report {
                 vec![
                     ReportQuery {
                         title: "people seen in every department",
+                        // One pass over the visits: a group per person seen.
                         sql: format!(
                             "WITH visits AS ({visits}), \
                              total AS (SELECT COUNT(DISTINCT department) AS n FROM departments), \
-                             everywhere AS (SELECT person_id FROM visits GROUP BY person_id \
-                               HAVING COUNT(DISTINCT department) = (SELECT n FROM total)) \
-                             SELECT COUNT(*) AS people_in_every_department, \
-                                    (SELECT COUNT(DISTINCT person_id) FROM visits) AS people_seen, \
+                             per_person AS (SELECT person_id, COUNT(DISTINCT department) AS n \
+                               FROM visits GROUP BY person_id) \
+                             SELECT COALESCE(SUM(CASE WHEN n = (SELECT n FROM total) THEN 1 ELSE 0 END), 0) \
+                                      AS people_in_every_department, \
+                                    COUNT(*) AS people_seen, \
                                     (SELECT n FROM total) AS departments \
-                             FROM everywhere"
+                             FROM per_person"
                         ),
                     },
                     ReportQuery {
@@ -241,23 +263,30 @@ impl Report {
             Report::Occupancy { day } => {
                 let t0 = day_start_us(day)?;
                 let t1 = t0 + DAY_US;
+                // Hours as integers (Unix µs / 3600 s): expanding each visit
+                // into its hours with integer ranges and clipping it with
+                // integer arithmetic is several times cheaper than
+                // generate_series over timestamps and intervals.
                 vec![ReportQuery {
                     title: "people and mean occupancy per department and hour",
                     sql: format!(
                         "WITH v AS (SELECT p.person_id, d.department, \
-                             GREATEST(p.enter, {t0}) AS s, LEAST(p.exit, {t1}) AS e \
+                             GREATEST({enter}, {t0}) AS s, LEAST({exit}, {t1}) AS e \
                            FROM people_present p JOIN departments d ON p.camera_id = d.camera_id \
-                           WHERE p.date >= {d0} AND p.date <= {d1} AND p.enter < {t1} AND p.exit > {t0}), \
+                           WHERE p.date >= {d0} AND p.date <= {d1} AND p.enter < {t1_ts} AND p.exit > {t0_ts}), \
                          hours AS (SELECT person_id, department, s, e, \
-                             UNNEST(generate_series(date_trunc('hour', s), \
-                               date_trunc('hour', GREATEST(s, e - INTERVAL '1 microsecond')), \
-                               INTERVAL '1 hour')) AS hour FROM v) \
-                         SELECT department, hour, COUNT(DISTINCT person_id) AS people, \
-                                ROUND(SUM(date_part('epoch', LEAST(e, hour + INTERVAL '1 hour')) \
-                                  - date_part('epoch', GREATEST(s, hour))) / 3600.0, 3) AS mean_occupancy \
-                         FROM hours GROUP BY department, hour ORDER BY department, hour",
-                        t0 = dialect.ts(t0),
-                        t1 = dialect.ts(t1),
+                             UNNEST(range(CAST(FLOOR(s / {hour}.0) AS BIGINT), \
+                               CAST(FLOOR(GREATEST(s, e - 1) / {hour}.0) AS BIGINT) + 1)) AS h FROM v) \
+                         SELECT department, {hour_ts} AS hour, COUNT(DISTINCT person_id) AS people, \
+                                ROUND(SUM(LEAST(e, (h + 1) * {hour}) - GREATEST(s, h * {hour})) / {hour}.0, 3) \
+                                  AS mean_occupancy \
+                         FROM hours GROUP BY department, h ORDER BY department, hour",
+                        enter = dialect.epoch_us("p.enter"),
+                        exit = dialect.epoch_us("p.exit"),
+                        t0_ts = dialect.ts(t0),
+                        t1_ts = dialect.ts(t1),
+                        hour = HOUR_US,
+                        hour_ts = dialect.from_epoch_us(&format!("h * {HOUR_US}")),
                         d0 = quote(&crate::rows::utc_date(t0 - DAY_US)),
                         d1 = quote(day),
                     ),
@@ -271,14 +300,15 @@ impl Report {
                     sql: format!(
                         "WITH visits AS ({visits}), \
                          marked AS (SELECT person_id, department, enter, exit, \
-                           CASE WHEN LAG(department) OVER (PARTITION BY person_id ORDER BY enter, exit, department) = department \
-                             THEN 0 ELSE 1 END AS starts FROM visits), \
-                         runs AS (SELECT person_id, department, enter, exit, \
-                           SUM(starts) OVER (PARTITION BY person_id ORDER BY enter, exit, department \
+                           CASE WHEN LAG(person_id) OVER w = person_id AND LAG(department) OVER w = department \
+                             THEN 0 ELSE 1 END AS starts \
+                           FROM visits WINDOW w AS (ORDER BY person_id, enter, exit, department)), \
+                         runs AS (SELECT department, enter, exit, \
+                           SUM(starts) OVER (ORDER BY person_id, enter, exit, department \
                              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run FROM marked), \
                          stays AS (SELECT department, \
                            date_part('epoch', MAX(exit)) - date_part('epoch', MIN(enter)) AS d \
-                           FROM runs GROUP BY person_id, department, run) \
+                           FROM runs GROUP BY department, run) \
                          SELECT department, COUNT(*) AS stays, \
                                 SUM(CASE WHEN d < 60 THEN 1 ELSE 0 END) AS under_1m, \
                                 SUM(CASE WHEN d >= 60 AND d < 300 THEN 1 ELSE 0 END) AS m1_5, \
