@@ -74,19 +74,22 @@ pub const VIEWS: [(&str, &str); 6] = [
          FROM chain c JOIN deepest d ON c.person_id = d.person_id AND c.depth = d.depth \
          GROUP BY c.person_id",
     ),
+    // The merged views join `person_alias a RIGHT JOIN <table>` rather than
+    // `<table> LEFT JOIN person_alias`: DataFusion builds its hash table on
+    // the join's left side, and the alias map is the small one.
     (
         "people_present",
         "SELECT COALESCE(a.canonical_id, p.person_id) AS person_id, p.camera_id, p.enter, p.exit, \
                 p.track_id, p.detections, p.mean_score, p.event_id, \
                 p.person_id AS tracked_person_id, p.date \
-         FROM people_present_raw p LEFT JOIN person_alias a ON p.person_id = a.person_id",
+         FROM person_alias a RIGHT JOIN people_present_raw p ON p.person_id = a.person_id",
     ),
     (
         "unique_people",
         "SELECT COALESCE(a.canonical_id, u.id) AS id, MIN(u.first_seen) AS first_seen, \
                 FIRST_VALUE(u.first_camera ORDER BY u.first_seen, u.id) AS first_camera, \
                 COUNT(DISTINCT u.id) AS tracked_ids \
-         FROM unique_people_raw u LEFT JOIN person_alias a ON u.id = a.person_id \
+         FROM person_alias a RIGHT JOIN unique_people_raw u ON u.id = a.person_id \
          GROUP BY COALESCE(a.canonical_id, u.id)",
     ),
     (
@@ -95,7 +98,7 @@ pub const VIEWS: [(&str, &str); 6] = [
                 t.first_seen, t.last_seen, t.detections, t.mean_score, t.first_x, t.first_y, \
                 t.last_x, t.last_y, t.path_px, t.max_speed_px_s, t.mean_height_px, t.event_id, \
                 t.person_id AS tracked_person_id, t.date \
-         FROM tracks_raw t LEFT JOIN person_alias a ON t.person_id = a.person_id",
+         FROM person_alias a RIGHT JOIN tracks_raw t ON t.person_id = a.person_id",
     ),
     (
         "transitions",
