@@ -9,7 +9,9 @@ use broker::EmbeddedBroker;
 use camera_sim::{CameraSimulator, SimConfig};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
-use edge_agent::config::{CameraConfig, DetectorConfig, EdgeConfig, EmbedderConfig, OnEos};
+use edge_agent::config::{
+    CameraConfig, DetectorConfig, EdgeConfig, EgressConfig, EmbedderConfig, OnEos, SpoolSettings,
+};
 use service_kit::kafka::KafkaSettings;
 use tracker::config::TrackerConfig;
 
@@ -54,6 +56,7 @@ fn rtsp_cameras_to_sql_answers() {
         .try_init();
     let assets = e2e_tests::assets();
     let data = tempfile::tempdir().unwrap();
+    let edge_spool = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     // The broker stays on this thread (librdkafka's mock cluster is not Send).
@@ -92,6 +95,11 @@ fn rtsp_cameras_to_sql_answers() {
             intra_threads: 0,
         },
         health_interval_s: 5.0,
+        spool: SpoolSettings {
+            dir: edge_spool.path().to_path_buf(),
+            ..SpoolSettings::default()
+        },
+        egress: EgressConfig::default(),
         cameras: sim
             .urls()
             .into_iter()
