@@ -127,8 +127,17 @@ fn rtsp_cameras_to_sql_answers() {
         })
         .expect("the edge agent finishes when both clips end")
         .unwrap();
-    assert_eq!(summary.len(), 2);
-    for camera in &summary {
+    assert_eq!(summary.cameras.len(), 2);
+    assert_eq!(
+        (
+            summary.egress.pending_records,
+            summary.egress.dropped_records
+        ),
+        (0, 0),
+        "{:?}",
+        summary.egress
+    );
+    for camera in &summary.cameras {
         assert!(
             camera.frames_analysed >= 20,
             "{camera:?}: at least 20 of ~75 frames (5 fps cap) analysed"
@@ -167,7 +176,7 @@ fn rtsp_cameras_to_sql_answers() {
     let counts = int_column(&frames, 1);
     let persons = int_column(&frames, 2);
     for (i, id) in ["east", "west"].iter().enumerate() {
-        let agent = summary.iter().find(|s| s.camera_id == *id).unwrap();
+        let agent = summary.cameras.iter().find(|s| s.camera_id == *id).unwrap();
         assert_eq!(
             counts[i] as u64, agent.frames_analysed,
             "{id}: one frames row per analysed frame"
