@@ -8,7 +8,8 @@
 //! instead (see `deploy/`).
 //!
 //! # Layout
-//! - [`EmbeddedBroker`]: start a cluster and create the Argus topics.
+//! - [`EmbeddedBroker`]: start a cluster and create the Argus topics; take
+//!   its brokers down and up again to test outages.
 //! - [`run`]: the `broker` command: start, announce the address, wait for shutdown.
 
 use std::future::Future;
@@ -63,7 +64,23 @@ impl EmbeddedBroker {
     pub fn bootstrap_servers(&self) -> String {
         self.cluster.bootstrap_servers()
     }
+
+    /// Takes every broker down, as in an outage: open connections are
+    /// closed and new ones refused until [`broker_up`](Self::broker_up).
+    /// The data and the listening ports are kept. Leadership does not move.
+    pub fn broker_down(&self) -> Result<(), BrokerError> {
+        Ok(self.cluster.broker_down(ALL_BROKERS)?)
+    }
+
+    /// Lets every broker accept connections again after
+    /// [`broker_down`](Self::broker_down).
+    pub fn broker_up(&self) -> Result<(), BrokerError> {
+        Ok(self.cluster.broker_up(ALL_BROKERS)?)
+    }
 }
+
+/// librdkafka's mock API: broker id -1 addresses every broker.
+const ALL_BROKERS: i32 = -1;
 
 /// Settings of the `broker` command.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! The edge agent's TOML configuration.
 //!
-//! Relative model paths are resolved against the config file's directory.
+//! Relative model and spool paths are resolved against the config file's
+//! directory.
 //! `ARGUS_KAFKA_BOOTSTRAP_SERVERS` overrides `kafka.bootstrap_servers` and
 //! `ORT_DYLIB_PATH` supplies `onnxruntime_library` when it is not set.
 
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use service_kit::config::{ConfigError, Problems};
-use service_kit::kafka::KafkaSettings;
+use service_kit::kafka::{Compression, KafkaSettings, ProducerTuning};
 use vision::roi::{Anchor, Polygon, RegionFilter};
 
 /// Everything the edge agent needs.
@@ -27,6 +28,12 @@ pub struct EdgeConfig {
     /// Seconds between periodic camera health reports.
     #[serde(default = "default_health_interval_s")]
     pub health_interval_s: f64,
+    /// The on-disk spool every outgoing message passes through.
+    #[serde(default)]
+    pub spool: SpoolSettings,
+    /// Kafka producer tuning, delivery retries and the shutdown flush.
+    #[serde(default)]
+    pub egress: EgressConfig,
     /// Cameras to analyse.
     pub cameras: Vec<CameraConfig>,
 }
@@ -34,6 +41,178 @@ pub struct EdgeConfig {
 /// Every 10 s: fine enough for dashboards, negligible on the wire.
 const fn default_health_interval_s() -> f64 {
     10.0
+}
+
+/// The durable spool between the agent and Kafka: every detection and
+/// health report is written here first and deleted once Kafka has it, so
+/// a broker outage or a restart loses nothing while the spool has room.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSettings {
+    /// Directory of the spool, created if missing; one agent per directory.
+    /// A relative path is resolved against the config file's directory (or
+    /// the working directory for a config built in code). Default: `spool`
+    /// next to the config file.
+    #[serde(default = "default_spool_dir")]
+    pub dir: PathBuf,
+    /// Most disk space the spool takes, in MiB. When it is full the oldest
+    /// records are dropped, counted and logged as lost. Size it for the
+    /// longest outage to ride out: MiB/s of detections x seconds.
+    #[serde(default = "default_spool_max_mb")]
+    pub max_mb: u64,
+    /// Size of one spool file in MiB (1 to 1024, at most half of `max_mb`):
+    /// disk space is freed, and the oldest records dropped when full, one
+    /// whole file at a time.
+    #[serde(default = "default_spool_segment_mb")]
+    pub segment_mb: u64,
+    /// When spooled records are forced to disk (fsync): `on-roll` (when a
+    /// file is full and at shutdown; a power cut can take up to one file of
+    /// the newest records), `always` (after every record; nothing is lost on
+    /// a power cut, but slow on SD cards) or `never` (survives crashes of the
+    /// agent, not of the machine; for tmpfs). A crash of the agent alone
+    /// loses nothing under any of them.
+    #[serde(default)]
+    pub fsync: SpoolFsync,
+}
+
+/// Next to the config file, where an operator looks first.
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("spool")
+}
+/// 1 GiB: about 17 minutes at 1 MiB/s (20 cameras at 5 fps with 10 KB per
+/// frame), hours at typical rates.
+const fn default_spool_max_mb() -> u64 {
+    1024
+}
+/// The spool crate's default: frees space in steps of under 1% of `max_mb`.
+const fn default_spool_segment_mb() -> u64 {
+    8
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        SpoolSettings {
+            dir: default_spool_dir(),
+            max_mb: default_spool_max_mb(),
+            segment_mb: default_spool_segment_mb(),
+            fsync: SpoolFsync::default(),
+        }
+    }
+}
+
+impl SpoolSettings {
+    /// The spool crate's configuration (sizes in bytes).
+    pub fn spool_config(&self) -> spool::SpoolConfig {
+        spool::SpoolConfig {
+            max_bytes: self.max_mb.saturating_mul(MIB),
+            segment_bytes: self.segment_mb.saturating_mul(MIB),
+            fsync: match self.fsync {
+                SpoolFsync::Always => spool::FsyncPolicy::Always,
+                SpoolFsync::OnRoll => spool::FsyncPolicy::OnRoll,
+                SpoolFsync::Never => spool::FsyncPolicy::Never,
+            },
+        }
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// When spooled records are forced to disk.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpoolFsync {
+    /// After every record.
+    Always,
+    /// When a spool file is full, and at shutdown.
+    #[default]
+    OnRoll,
+    /// Only at shutdown.
+    Never,
+}
+
+/// The Kafka producer and its retries. `acks = all` and idempotence are
+/// always on (not settable here): Kafka then holds a message on every
+/// in-sync replica before the spool lets go of it, and librdkafka's own
+/// retries neither duplicate nor reorder a camera's messages.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// Batch compression: `lz4` (default), `zstd`, `snappy`, `gzip` or
+    /// `none`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Milliseconds a batch waits to fill before it is sent (`linger.ms`).
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u32,
+    /// Largest batch in bytes (`batch.size`).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Seconds Kafka has to acknowledge a message (`message.timeout.ms`).
+    /// Past it the attempt counts as failed: the agent keeps the message in
+    /// the spool, waits, and sends it again, in order, with everything
+    /// spooled after it.
+    #[serde(default = "default_delivery_timeout_s")]
+    pub delivery_timeout_s: f64,
+    /// Seconds a stopping agent keeps sending what is still in the spool.
+    /// Whatever Kafka has not acknowledged by then stays in the spool and is
+    /// sent first at the next start.
+    #[serde(default = "default_shutdown_timeout_s")]
+    pub shutdown_timeout_s: f64,
+}
+
+/// A few frames of every camera per batch at 5 fps.
+const fn default_linger_ms() -> u32 {
+    20
+}
+/// librdkafka's default.
+const fn default_batch_size() -> u32 {
+    1_000_000
+}
+/// Rides out a leader election or a broker restart without a retry from the
+/// spool, yet notices a dead broker in half a minute.
+const fn default_delivery_timeout_s() -> f64 {
+    30.0
+}
+/// What the agent used to wait for Kafka's flush.
+const fn default_shutdown_timeout_s() -> f64 {
+    30.0
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            compression: Compression::default(),
+            linger_ms: default_linger_ms(),
+            batch_size: default_batch_size(),
+            delivery_timeout_s: default_delivery_timeout_s(),
+            shutdown_timeout_s: default_shutdown_timeout_s(),
+        }
+    }
+}
+
+impl EgressConfig {
+    /// The producer settings (out-of-range values fall back to the
+    /// defaults; [`EdgeConfig::validate`] reports them).
+    pub fn producer_tuning(&self) -> ProducerTuning {
+        ProducerTuning {
+            compression: self.compression,
+            linger: std::time::Duration::from_millis(u64::from(self.linger_ms)),
+            batch_size: self.batch_size,
+            delivery_timeout: seconds(self.delivery_timeout_s, default_delivery_timeout_s()),
+        }
+    }
+
+    /// How long a stop waits for Kafka.
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        seconds(self.shutdown_timeout_s, default_shutdown_timeout_s())
+    }
+}
+
+/// `value` seconds, or `default` seconds when `value` is negative, NaN or
+/// too large for a duration.
+fn seconds(value: f64, default: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(value)
+        .unwrap_or_else(|_| std::time::Duration::from_secs_f64(default))
 }
 
 /// The detector model and its thresholds.
@@ -224,6 +403,7 @@ impl EdgeConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         config.detector.model = base.join(&config.detector.model);
         config.embedder.model = base.join(&config.embedder.model);
+        config.spool.dir = base.join(&config.spool.dir);
         config.kafka.apply_env();
         if config.onnxruntime_library.is_none() {
             config.onnxruntime_library = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
@@ -275,6 +455,41 @@ impl EdgeConfig {
         p.check(self.health_interval_s > 0.0, || {
             "health_interval_s must be positive".into()
         });
+        let spool = &self.spool;
+        p.check(!spool.dir.as_os_str().is_empty(), || {
+            "spool.dir is empty".into()
+        });
+        p.check((1..=1024).contains(&spool.segment_mb), || {
+            format!(
+                "spool.segment_mb = {} must be in [1, 1024]",
+                spool.segment_mb
+            )
+        });
+        p.check(spool.max_mb >= 2 * spool.segment_mb, || {
+            format!(
+                "spool.max_mb = {} must be at least twice spool.segment_mb = {}",
+                spool.max_mb, spool.segment_mb
+            )
+        });
+        let egress = &self.egress;
+        p.check(egress.linger_ms <= 900_000, || {
+            "egress.linger_ms must be at most 900000 (15 minutes)".into()
+        });
+        p.check(
+            egress.batch_size >= 1 && egress.batch_size <= i32::MAX as u32,
+            || "egress.batch_size must be in [1, 2147483647]".into(),
+        );
+        p.check(
+            (1.0..=86_400.0).contains(&egress.delivery_timeout_s)
+                && egress.delivery_timeout_s * 1000.0 > f64::from(egress.linger_ms),
+            || {
+                "egress.delivery_timeout_s must be in [1, 86400] seconds and longer than linger_ms"
+                    .into()
+            },
+        );
+        p.check((0.0..=3_600.0).contains(&egress.shutdown_timeout_s), || {
+            "egress.shutdown_timeout_s must be in [0, 3600]".into()
+        });
         p.check(!self.cameras.is_empty(), || {
             "no [[cameras]] configured".into()
         });
@@ -322,6 +537,13 @@ mod tests {
             score_threshold = 1.5
             [embedder]
             model = "/nonexistent/emb.onnx"
+            [spool]
+            max_mb = 10
+            segment_mb = 8
+            [egress]
+            linger_ms = 5000
+            delivery_timeout_s = 2.0
+            shutdown_timeout_s = -1.0
             [[cameras]]
             id = "a"
             url = "rtsp://127.0.0.1:1/a"
@@ -339,6 +561,9 @@ mod tests {
             "emb.onnx does not exist",
             "\"a\" is used twice",
             "\"nonsense\" is not a URI",
+            "spool.max_mb = 10 must be at least twice spool.segment_mb = 8",
+            "egress.delivery_timeout_s must be in [1, 86400] seconds and longer than linger_ms",
+            "egress.shutdown_timeout_s must be in [0, 3600]",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
         }
@@ -354,6 +579,14 @@ mod tests {
             (config.embedder.input_height, config.embedder.input_width),
             (128, 64)
         );
+        assert_eq!(
+            config.spool,
+            SpoolSettings {
+                dir: "/var/lib/argus/edge-agent/spool".into(),
+                ..SpoolSettings::default()
+            }
+        );
+        assert_eq!(config.egress, EgressConfig::default());
         let masked = config.cameras[0].region_filter().unwrap();
         assert_eq!((masked.include.len(), masked.exclude.len()), (1, 2));
         assert_eq!(masked.anchor, Anchor::BottomCentre);
@@ -460,6 +693,68 @@ mod tests {
             config.cameras[1].region_filter().unwrap_err(),
             vec!["camera \"west\": exclude polygon 2: a polygon needs at least 3 points, got 0"]
         );
+    }
+
+    #[test]
+    fn the_spool_dir_is_next_to_the_config_file_and_sizes_are_in_mib() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["det.onnx", "emb.onnx", "libonnxruntime.so"] {
+            std::fs::write(dir.path().join(file), b"").unwrap();
+        }
+        let head = format!(
+            r#"
+            onnxruntime_library = "{}"
+            [kafka]
+            bootstrap_servers = "localhost:9092"
+            [detector]
+            model = "det.onnx"
+            [embedder]
+            model = "emb.onnx"
+            [[cameras]]
+            id = "a"
+            url = "rtsp://127.0.0.1:1/a"
+        "#,
+            dir.path().join("libonnxruntime.so").display()
+        );
+        let path = dir.path().join("edge.toml");
+        std::fs::write(&path, &head).unwrap();
+        let config = EdgeConfig::load(&path).unwrap();
+        assert_eq!(config.spool.dir, dir.path().join("spool"));
+        let spool = config.spool.spool_config();
+        assert_eq!(
+            (spool.max_bytes, spool.segment_bytes, spool.fsync),
+            (1 << 30, 8 << 20, spool::FsyncPolicy::OnRoll)
+        );
+        spool.validate().unwrap();
+        let tuning = config.egress.producer_tuning();
+        assert_eq!(
+            tuning,
+            ProducerTuning {
+                delivery_timeout: std::time::Duration::from_secs(30),
+                ..ProducerTuning::default()
+            }
+        );
+
+        let text = format!(
+            "{head}\n[spool]\ndir = \"/srv/spool\"\nmax_mb = 2\nsegment_mb = 1\nfsync = \"always\"\n\
+             [egress]\ncompression = \"zstd\"\nlinger_ms = 5\ndelivery_timeout_s = 10\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let config = EdgeConfig::load(&path).unwrap();
+        assert_eq!(config.spool.dir, PathBuf::from("/srv/spool"));
+        let spool = config.spool.spool_config();
+        assert_eq!(
+            (spool.max_bytes, spool.segment_bytes, spool.fsync),
+            (2 << 20, 1 << 20, spool::FsyncPolicy::Always)
+        );
+        let tuning = config.egress.producer_tuning();
+        assert_eq!(tuning.compression, Compression::Zstd);
+        assert_eq!(tuning.linger, std::time::Duration::from_millis(5));
+        assert_eq!(tuning.delivery_timeout, std::time::Duration::from_secs(10));
+        for bad in [r#"fsync = "sometimes""#, r#"size_mb = 3"#] {
+            let text = format!("{head}\n[spool]\n{bad}\n");
+            assert!(toml::from_str::<EdgeConfig>(&text).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,14 +9,21 @@
 //!   appearance embedder (batched crops, L2-normalised).
 //! - [`analyse`] (here): one frame's detections, masked by the camera's ROI
 //!   and exclusion polygons before the survivors are embedded.
-//! - [`publish`]: protobuf encoding and the Kafka producer.
+//! - [`publish`]: protobuf encoding of detections and health reports into
+//!   the durable spool.
+//! - [`egress`]: the spool → Kafka sender: in-order delivery, retries from
+//!   the spool, the egress counters.
 //! - [`model`]: the `model import-darknet` command.
 //!
 //! Data flow: camera threads → [`queue::FrameQueue`] → one inference thread →
 //! bounded channel (blocks: detections are never shed) → publisher task →
-//! Kafka. Shutdown stops the sources, drains queued frames, then flushes Kafka.
+//! on-disk spool (bounded: drops its oldest records when full) → sender →
+//! Kafka. Shutdown stops the sources, drains queued frames, then sends what
+//! the spool holds for up to `egress.shutdown_timeout_s`; the rest stays in
+//! the spool for the next start.
 
 pub mod config;
+pub mod egress;
 pub mod inference;
 pub mod model;
 pub mod publish;
@@ -36,8 +43,9 @@ use vision::roi::RegionFilter;
 use vision::yolo::Candidate;
 
 use crate::config::EdgeConfig;
+use crate::egress::EgressSummary;
 use crate::inference::{DetectionParams, Detector, Embedder, InferenceError};
-use crate::publish::Outgoing;
+use crate::publish::{Outgoing, PublishError, PublishSettings, Publisher};
 use crate::queue::{FrameQueue, Next};
 use crate::source::CameraStats;
 
@@ -50,9 +58,9 @@ pub enum EdgeError {
     /// A model or ONNX Runtime could not be loaded.
     #[error(transparent)]
     Inference(#[from] InferenceError),
-    /// The Kafka producer could not be created.
-    #[error("Kafka producer: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The spool could not be opened or the Kafka producer created.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
     /// A thread could not be started.
     #[error("cannot start thread: {0}")]
     Thread(#[from] std::io::Error),
@@ -77,11 +85,20 @@ pub struct CameraSummary {
     pub reconnects: u64,
 }
 
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Per-camera totals, in config order.
+    pub cameras: Vec<CameraSummary>,
+    /// The spool and Kafka deliveries.
+    pub egress: EgressSummary,
+}
+
 /// Runs the agent until every camera has ended or `shutdown` completes.
 pub async fn run(
     config: EdgeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<Vec<CameraSummary>, EdgeError> {
+) -> Result<RunSummary, EdgeError> {
     // Checked by `EdgeConfig::validate`; built here once per camera.
     let filters = config
         .cameras
@@ -89,6 +106,9 @@ pub async fn run(
         .map(|camera| camera.region_filter())
         .collect::<Result<Vec<_>, _>>()
         .map_err(ConfigError::Invalid)?;
+    // Opening reads the whole spool (blocking), before anything else runs;
+    // a spool in use by another agent fails the start here.
+    let publisher = Publisher::open(PublishSettings::from_config(&config))?;
     let library = config.onnxruntime_library.clone().unwrap_or_default();
     let env = inference::environment(&library)?;
     let params = DetectionParams {
@@ -114,7 +134,6 @@ pub async fn run(
     } else {
         None
     };
-    let producer = config.kafka.producer("argus-edge-agent")?;
     tracing::info!(
         model = detector.model_id(),
         embedder = embedder.as_ref().map(|e| e.embedder_id()),
@@ -171,13 +190,7 @@ pub async fn run(
     };
     drop(out_tx);
 
-    let publisher = tokio::spawn(publish::publish_loop(
-        producer,
-        out_rx,
-        Arc::clone(&cameras),
-        Arc::clone(&stats),
-        config.health_interval_s,
-    ));
+    let publisher = tokio::spawn(publisher.run(out_rx, Arc::clone(&cameras), Arc::clone(&stats)));
     let worker_done = tokio::task::spawn_blocking(move || worker.join().unwrap_or_default());
     tokio::pin!(worker_done);
     let persons = tokio::select! {
@@ -194,9 +207,10 @@ pub async fn run(
     for source in sources {
         let _ = source.join();
     }
-    if let Err(error) = publisher.await {
-        tracing::error!(%error, "Publisher task failed");
-    }
+    let egress = publisher.await.unwrap_or_else(|error| {
+        tracing::error!(%error, "Publisher task failed; unsent messages stay in the spool");
+        EgressSummary::default()
+    });
     let summary: Vec<CameraSummary> = cameras
         .iter()
         .zip(stats.iter())
@@ -214,7 +228,10 @@ pub async fn run(
     for s in &summary {
         tracing::info!(camera = %s.camera_id, frames_in = s.frames_in, frames_analysed = s.frames_analysed, frames_dropped = s.frames_dropped, persons = s.persons, persons_masked = s.persons_masked, reconnects = s.reconnects, "Camera totals");
     }
-    Ok(summary)
+    Ok(RunSummary {
+        cameras: summary,
+        egress,
+    })
 }
 
 /// The inference thread: analyses frames until the queue closes. Returns the

@@ -9,7 +9,9 @@ use broker::EmbeddedBroker;
 use camera_sim::{CameraSimulator, SimConfig};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
-use edge_agent::config::{CameraConfig, DetectorConfig, EdgeConfig, EmbedderConfig, OnEos};
+use edge_agent::config::{
+    CameraConfig, DetectorConfig, EdgeConfig, EgressConfig, EmbedderConfig, OnEos, SpoolSettings,
+};
 use service_kit::kafka::KafkaSettings;
 use tracker::config::TrackerConfig;
 
@@ -54,6 +56,7 @@ fn rtsp_cameras_to_sql_answers() {
         .try_init();
     let assets = e2e_tests::assets();
     let data = tempfile::tempdir().unwrap();
+    let edge_spool = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     // The broker stays on this thread (librdkafka's mock cluster is not Send).
@@ -92,6 +95,11 @@ fn rtsp_cameras_to_sql_answers() {
             intra_threads: 0,
         },
         health_interval_s: 5.0,
+        spool: SpoolSettings {
+            dir: edge_spool.path().to_path_buf(),
+            ..SpoolSettings::default()
+        },
+        egress: EgressConfig::default(),
         cameras: sim
             .urls()
             .into_iter()
@@ -119,8 +127,17 @@ fn rtsp_cameras_to_sql_answers() {
         })
         .expect("the edge agent finishes when both clips end")
         .unwrap();
-    assert_eq!(summary.len(), 2);
-    for camera in &summary {
+    assert_eq!(summary.cameras.len(), 2);
+    assert_eq!(
+        (
+            summary.egress.pending_records,
+            summary.egress.dropped_records
+        ),
+        (0, 0),
+        "{:?}",
+        summary.egress
+    );
+    for camera in &summary.cameras {
         assert!(
             camera.frames_analysed >= 20,
             "{camera:?}: at least 20 of ~75 frames (5 fps cap) analysed"
@@ -159,7 +176,7 @@ fn rtsp_cameras_to_sql_answers() {
     let counts = int_column(&frames, 1);
     let persons = int_column(&frames, 2);
     for (i, id) in ["east", "west"].iter().enumerate() {
-        let agent = summary.iter().find(|s| s.camera_id == *id).unwrap();
+        let agent = summary.cameras.iter().find(|s| s.camera_id == *id).unwrap();
         assert_eq!(
             counts[i] as u64, agent.frames_analysed,
             "{id}: one frames row per analysed frame"
