@@ -376,7 +376,10 @@ fn play_once(
             let admitted = limit.lock().unwrap_or_else(|p| p.into_inner()).admit(ts);
             if !admitted {
                 stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
-                return gst::PadProbeReturn::Drop;
+                // Taken and handled here (`Drop` would leave GStreamer to
+                // free a buffer the binding already took).
+                drop(info.take_buffer());
+                return gst::PadProbeReturn::Handled;
             }
             // The conversion keeps timestamps and offset: the frame's
             // sequence number rides in the offset to the appsink.
