@@ -537,6 +537,15 @@ mod tests {
             (config.embedder.input_height, config.embedder.input_width),
             (128, 64)
         );
+        let entrance = &config.cameras[0];
+        assert_eq!(entrance.username.as_deref(), Some("viewer"));
+        assert_eq!(
+            entrance.password_env.as_deref(),
+            Some("ARGUS_CAMERA_PASSWORD")
+        );
+        assert!(!entrance.loop_file);
+        assert_eq!(entrance.reconnect_max_s, 30.0);
+        assert!(entrance.is_live());
         let masked = config.cameras[0].region_filter().unwrap();
         assert_eq!((masked.include.len(), masked.exclude.len()), (1, 2));
         assert_eq!(masked.anchor, Anchor::BottomCentre);
