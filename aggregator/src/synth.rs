@@ -1327,6 +1327,7 @@ fn event(m: &Model, prefixes: &mut Vec<(i64, String)>, plan: &DayPlan, key: u128
                 frames_analysed: h.frames,
                 frames_dropped: 0,
                 detail: if h.down { "outage" } else { "" }.to_string(),
+                ..Default::default()
             })
         }
     }

@@ -118,11 +118,12 @@ pub struct FrameObs {
 pub enum HealthState {
     /// Frames are flowing.
     Up,
-    /// Connected, but no frames for a while.
+    /// No frames for a while (the edge agent connects again).
     Stalled,
-    /// Lost, trying to connect again.
+    /// The live stream ended; connecting again.
     Reconnecting,
-    /// Lost, not trying any more.
+    /// Not started yet, or the source failed (refused, unreachable,
+    /// unauthorised); the edge agent keeps trying.
     Down,
     /// The stream finished (a file); not a fault.
     Ended,

@@ -27,6 +27,10 @@ struct Args {
     /// End each stream after this many frames.
     #[arg(long)]
     max_frames: Option<u32>,
+    /// Play the video again from its start at its end, on the same
+    /// connection, forever (each client still starts at the first frame).
+    #[arg(long = "loop")]
+    loop_clip: bool,
 }
 
 fn parse_camera(text: &str) -> Result<CameraSpec, String> {
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
     config.port = args.port;
     config.address = args.address;
     config.max_frames = args.max_frames;
+    config.loop_clip = args.loop_clip;
     if !args.cameras.is_empty() {
         config.cameras = args.cameras;
     }

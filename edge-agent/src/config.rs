@@ -5,12 +5,15 @@
 //! `ARGUS_KAFKA_BOOTSTRAP_SERVERS` overrides `kafka.bootstrap_servers` and
 //! `ORT_DYLIB_PATH` supplies `onnxruntime_library` when it is not set.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use service_kit::config::{ConfigError, Problems};
 use service_kit::kafka::{Compression, KafkaSettings, ProducerTuning};
 use vision::roi::{Anchor, Polygon, RegionFilter};
+
+use crate::source::kind::{self, Credentials, Source, SourceKind};
 
 /// Everything the edge agent needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -289,20 +292,41 @@ pub enum OnEos {
 }
 
 /// One camera.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// Stable id used as the Kafka key and in every table.
     pub id: String,
-    /// Any URI GStreamer's `uridecodebin` opens: `rtsp://`, `file://`, `http://`.
+    /// The source: `rtsp://[user:pass@]host/path` (also `rtsps://`),
+    /// `http(s)://…`, `file:///path`, `v4l2:///dev/videoN` (or `/dev/videoN`),
+    /// or a live test pattern `test://` /
+    /// `testsrc://?pattern=ball&width=640&height=480&fps=10`.
     pub url: String,
-    /// Analyse at most this many frames per second (0 = every frame).
+    /// Analyse at most this many frames per second of video, fractions
+    /// allowed (0.5 = one frame every 2 s); 0 = every frame. The frames in
+    /// between are decoded and counted as skipped.
     #[serde(default)]
     pub max_fps: f64,
     /// For `rtsp://`: use TCP (default) rather than UDP.
     #[serde(default = "default_true")]
     pub rtsp_tcp: bool,
-    /// What to do at end of stream. Default: `reconnect` for `rtsp://`, `stop` otherwise.
+    /// User name for `rtsp://` and `http(s)://` (instead of `user:pass@` in
+    /// the url). Default: none.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for `username`. Prefer `password_env`. Default: none.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Name of an environment variable holding the password for
+    /// `username`. Default: none.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// For `file://`: at its end, seek back to the start and play it again,
+    /// forever (each time counted in `loops`). Default false.
+    #[serde(default, rename = "loop")]
+    pub loop_file: bool,
+    /// What to do at end of stream. Default: `stop` for `file://`,
+    /// `reconnect` for the live sources (all others).
     #[serde(default)]
     pub on_eos: Option<OnEos>,
     /// Seconds without a new frame (while inference is not holding the
@@ -310,6 +334,11 @@ pub struct CameraConfig {
     /// STALLED, torn down and reconnected with back-off. Default 10.
     #[serde(default = "default_stall_timeout_s")]
     pub stall_timeout_s: f64,
+    /// Longest wait between reconnect attempts, seconds: waits start at
+    /// 0.25-0.5 s and double up to this (equal jitter: each is between half
+    /// its ceiling and its ceiling). Default 30.
+    #[serde(default = "default_reconnect_max_s")]
+    pub reconnect_max_s: f64,
     /// Regions of interest: polygons, each a list of `[x, y]` points in
     /// source-frame pixels. When any is given, only people whose anchor lies
     /// inside one of them are kept. Default: none (the whole frame).
@@ -323,6 +352,39 @@ pub struct CameraConfig {
     /// The point of a person's box tested against `roi` and `exclude`.
     #[serde(default)]
     pub mask_anchor: MaskAnchor,
+}
+
+/// Never printed: `Debug` shows the url without userinfo and no password.
+impl fmt::Debug for CameraConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CameraConfig")
+            .field("id", &self.id)
+            .field("url", &kind::redact(&self.url))
+            .field("max_fps", &self.max_fps)
+            .field("rtsp_tcp", &self.rtsp_tcp)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("password_env", &self.password_env)
+            .field("loop_file", &self.loop_file)
+            .field("on_eos", &self.on_eos)
+            .field("stall_timeout_s", &self.stall_timeout_s)
+            .field("reconnect_max_s", &self.reconnect_max_s)
+            .field("roi", &self.roi)
+            .field("exclude", &self.exclude)
+            .field("mask_anchor", &self.mask_anchor)
+            .finish()
+    }
+}
+
+/// A secret from the config file; `Debug` prints `***`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// The point of a box tested against a camera's polygons.
@@ -350,7 +412,36 @@ pub const fn default_stall_timeout_s() -> f64 {
     10.0
 }
 
+/// A camera that is out for a while is tried twice a minute: quick enough to
+/// notice its return, rare enough to stay out of a struggling NVR's way.
+pub const fn default_reconnect_max_s() -> f64 {
+    30.0
+}
+
+/// `max_fps` bounds when not 0: one frame per 100 s up to 1000 a second.
+const MAX_FPS_RANGE: std::ops::RangeInclusive<f64> = 0.01..=1000.0;
+
 impl CameraConfig {
+    /// A camera with every optional key at its default.
+    pub fn new(id: impl Into<String>, url: impl Into<String>) -> Self {
+        CameraConfig {
+            id: id.into(),
+            url: url.into(),
+            max_fps: 0.0,
+            rtsp_tcp: default_true(),
+            username: None,
+            password: None,
+            password_env: None,
+            loop_file: false,
+            on_eos: None,
+            stall_timeout_s: default_stall_timeout_s(),
+            reconnect_max_s: default_reconnect_max_s(),
+            roi: Vec::new(),
+            exclude: Vec::new(),
+            mask_anchor: MaskAnchor::default(),
+        }
+    }
+
     /// The effective end-of-stream policy.
     pub fn on_eos(&self) -> OnEos {
         self.on_eos.unwrap_or(if self.is_live() {
@@ -360,9 +451,65 @@ impl CameraConfig {
         })
     }
 
-    /// Live sources shed frames when inference lags; files wait for it.
+    /// Live sources (everything but files) shed frames when inference lags;
+    /// files wait for it.
     pub fn is_live(&self) -> bool {
-        self.url.starts_with("rtsp://") || self.url.starts_with("rtsps://")
+        kind::parse_url(&self.url).is_ok_and(|(kind, _)| kind.is_live())
+    }
+
+    /// What the camera's url names and the credentials to open it with:
+    /// from the url's userinfo or from `username` with `password` or
+    /// `password_env` (read now). Every problem is listed, named by camera;
+    /// none repeats a secret.
+    pub fn source(&self) -> Result<Source, Vec<String>> {
+        let named = |problem: String| format!("camera {:?}: {problem}", self.id);
+        let (kind, from_url) = kind::parse_url(&self.url).map_err(|e| vec![named(e)])?;
+        let mut problems = Vec::new();
+        let password = match (&self.password, &self.password_env) {
+            (Some(_), Some(_)) => {
+                problems.push(named("password and password_env exclude each other".into()));
+                None
+            }
+            (Some(password), None) => Some(password.0.clone()),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(password) => Some(password),
+                Err(_) => {
+                    problems.push(named(format!(
+                        "password_env names {var:?}, which is not set (or not UTF-8)"
+                    )));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let from_keys = match &self.username {
+            Some(user) => Some(Credentials {
+                user: user.clone(),
+                password: password.unwrap_or_default(),
+            }),
+            None => {
+                if self.password.is_some() || self.password_env.is_some() {
+                    problems.push(named("password without username".into()));
+                }
+                None
+            }
+        };
+        if from_url.is_some() && from_keys.is_some() {
+            problems.push(named(
+                "credentials are given both in the url and as username; keep one".into(),
+            ));
+        }
+        let credentials = from_url.or(from_keys);
+        if credentials.is_some() && !kind.takes_credentials() {
+            problems.push(named(
+                "credentials apply to rtsp://, rtsps://, http:// and https:// only".into(),
+            ));
+        }
+        if problems.is_empty() {
+            Ok(Source { kind, credentials })
+        } else {
+            Err(problems)
+        }
     }
 
     /// The camera's ROI and exclusion masks; every bad polygon is listed,
@@ -499,8 +646,26 @@ impl EdgeConfig {
             p.check(seen.insert(camera.id.as_str()), || {
                 format!("camera id {:?} is used twice", camera.id)
             });
-            p.check(camera.url.contains("://"), || {
-                format!("camera {:?}: url {:?} is not a URI", camera.id, camera.url)
+            match camera.source() {
+                Ok(Source {
+                    kind: SourceKind::File { uri },
+                    ..
+                }) => {
+                    let path = kind::file_path(&uri).unwrap_or_default();
+                    p.check(Path::new(&path).is_file(), || {
+                        format!("camera {:?}: file {path:?} does not exist", camera.id)
+                    });
+                }
+                Ok(_) => p.check(!camera.loop_file, || {
+                    format!("camera {:?}: loop applies to file:// urls only", camera.id)
+                }),
+                Err(problems) => problems.into_iter().for_each(|problem| p.push(problem)),
+            }
+            p.check(!(camera.loop_file && camera.on_eos.is_some()), || {
+                format!(
+                    "camera {:?}: loop = true replaces on_eos; remove one",
+                    camera.id
+                )
             });
             p.check(
                 camera.stall_timeout_s > 0.0 && camera.stall_timeout_s <= 86_400.0,
@@ -511,9 +676,27 @@ impl EdgeConfig {
                     )
                 },
             );
-            p.check(camera.max_fps >= 0.0 && camera.max_fps.is_finite(), || {
-                format!("camera {:?}: max_fps must be >= 0", camera.id)
-            });
+            p.check(
+                camera.max_fps == 0.0 || MAX_FPS_RANGE.contains(&camera.max_fps),
+                || {
+                    format!(
+                        "camera {:?}: max_fps must be 0 (every frame) or from {} to {}, got {}",
+                        camera.id,
+                        MAX_FPS_RANGE.start(),
+                        MAX_FPS_RANGE.end(),
+                        camera.max_fps
+                    )
+                },
+            );
+            p.check(
+                camera.reconnect_max_s > 0.0 && camera.reconnect_max_s <= 3600.0,
+                || {
+                    format!(
+                        "camera {:?}: reconnect_max_s must be > 0 and at most an hour",
+                        camera.id
+                    )
+                },
+            );
             if let Err(problems) = camera.region_filter() {
                 problems.into_iter().for_each(|problem| p.push(problem));
             }
@@ -587,6 +770,15 @@ mod tests {
             }
         );
         assert_eq!(config.egress, EgressConfig::default());
+        let entrance = &config.cameras[0];
+        assert_eq!(entrance.username.as_deref(), Some("viewer"));
+        assert_eq!(
+            entrance.password_env.as_deref(),
+            Some("ARGUS_CAMERA_PASSWORD")
+        );
+        assert!(!entrance.loop_file);
+        assert_eq!(entrance.reconnect_max_s, 30.0);
+        assert!(entrance.is_live());
         let masked = config.cameras[0].region_filter().unwrap();
         assert_eq!((masked.include.len(), masked.exclude.len()), (1, 2));
         assert_eq!(masked.anchor, Anchor::BottomCentre);
@@ -681,7 +873,7 @@ mod tests {
             "camera \"east\": roi polygon 1: a polygon needs at least 3 points, got 2",
             "camera \"east\": exclude polygon 0: the polygon encloses no area",
             "camera \"west\": exclude polygon 2: a polygon needs at least 3 points, got 0",
-            "camera \"west\": max_fps must be >= 0",
+            "camera \"west\": max_fps must be 0 (every frame) or from 0.01 to 1000, got -1",
             "det.onnx does not exist",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
@@ -758,20 +950,169 @@ mod tests {
     }
 
     #[test]
-    fn eos_policy_follows_the_source_kind() {
-        let cam = |url: &str| CameraConfig {
-            id: "c".into(),
-            url: url.into(),
-            max_fps: 0.0,
-            stall_timeout_s: default_stall_timeout_s(),
-            rtsp_tcp: true,
-            on_eos: None,
-            roi: Vec::new(),
-            exclude: Vec::new(),
-            mask_anchor: MaskAnchor::default(),
-        };
-        assert_eq!(cam("rtsp://h/x").on_eos(), OnEos::Reconnect);
-        assert!(cam("rtsp://h/x").is_live());
+    fn eos_policy_and_liveness_follow_the_source_kind() {
+        let cam = |url: &str| CameraConfig::new("c", url);
+        for live in [
+            "rtsp://h/x",
+            "rtsps://h/x",
+            "http://h/mjpeg",
+            "https://h/ts",
+            "v4l2:///dev/video0",
+            "/dev/video1",
+            "test://",
+            "testsrc://?fps=0.5",
+        ] {
+            assert!(cam(live).is_live(), "{live}");
+            assert_eq!(cam(live).on_eos(), OnEos::Reconnect, "{live}");
+        }
+        assert!(!cam("file:///v.avi").is_live());
         assert_eq!(cam("file:///v.avi").on_eos(), OnEos::Stop);
+        let stopping = CameraConfig {
+            on_eos: Some(OnEos::Stop),
+            ..cam("rtsp://h/x")
+        };
+        assert_eq!(stopping.on_eos(), OnEos::Stop);
+    }
+
+    #[test]
+    fn every_camera_problem_is_listed_together() {
+        let text = format!(
+            r#"{VALID_HEAD}
+            [[cameras]]
+            id = "ftp"
+            url = "ftp://operator:s3cret@nvr/1"
+            [[cameras]]
+            id = "fps"
+            url = "rtsp://127.0.0.1:1/a"
+            max_fps = 2000.0
+            reconnect_max_s = 0.0
+            loop = true
+            [[cameras]]
+            id = "both"
+            url = "rtsp://admin:s3cret@127.0.0.1:1/b"
+            username = "admin"
+            password = "s3cret"
+            password_env = "ARGUS_TEST_UNSET_CAMERA_PASSWORD"
+            [[cameras]]
+            id = "env"
+            url = "http://127.0.0.1:1/mjpeg"
+            username = "viewer"
+            password_env = "ARGUS_TEST_UNSET_CAMERA_PASSWORD"
+            [[cameras]]
+            id = "file"
+            url = "file:///nonexistent/clip.avi"
+            loop = true
+            on_eos = "stop"
+            password = "x"
+            [[cameras]]
+            id = "pattern"
+            url = "testsrc://?pattern=plaid&fps=0"
+            username = "u"
+            [[cameras]]
+            id = "tiny"
+            url = "test://"
+            max_fps = 0.001
+            "#
+        );
+        let config: EdgeConfig = toml::from_str(&text).unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        for needle in [
+            "camera \"ftp\": url \"ftp://***@nvr/1\": unknown scheme \"ftp\" (supported: rtsp://",
+            "camera \"fps\": max_fps must be 0 (every frame) or from 0.01 to 1000, got 2000",
+            "camera \"fps\": reconnect_max_s must be > 0",
+            "camera \"fps\": loop applies to file:// urls only",
+            "camera \"both\": password and password_env exclude each other",
+            "camera \"both\": credentials are given both in the url and as username",
+            "camera \"env\": password_env names \"ARGUS_TEST_UNSET_CAMERA_PASSWORD\", which is not set",
+            "camera \"file\": password without username",
+            "camera \"file\": loop = true replaces on_eos",
+            "camera \"pattern\": url \"testsrc://?pattern=plaid&fps=0\": pattern \"plaid\" is not one of",
+            "fps \"0\" is not a rate",
+            "camera \"tiny\": max_fps must be 0 (every frame) or from 0.01",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+        assert!(!err.contains("s3cret"), "a secret in:\n{err}");
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "a secret in Debug"
+        );
+        // The file's own problems are reported with the credentials one.
+        let file = CameraConfig {
+            password: None,
+            ..config.cameras[4].clone()
+        };
+        assert!(file.source().is_ok());
+        let pattern_with_user = CameraConfig::new("p", "test://");
+        assert!(pattern_with_user.source().is_ok());
+        let user_on_test = CameraConfig {
+            username: Some("u".into()),
+            ..pattern_with_user
+        };
+        assert_eq!(
+            user_on_test.source().unwrap_err(),
+            ["camera \"p\": credentials apply to rtsp://, rtsps://, http:// and https:// only"]
+        );
+    }
+
+    #[test]
+    fn credentials_come_from_the_url_or_the_keys() {
+        let from_url = CameraConfig::new("a", "rtsp://admin:pa%3Ass@10.0.0.5/live");
+        let source = from_url.source().unwrap();
+        assert_eq!(
+            source.kind,
+            SourceKind::Rtsp {
+                uri: "rtsp://10.0.0.5/live".into()
+            }
+        );
+        let credentials = source.credentials.unwrap();
+        assert_eq!(
+            (credentials.user.as_str(), credentials.password.as_str()),
+            ("admin", "pa:ss")
+        );
+
+        let from_keys = CameraConfig {
+            username: Some("viewer".into()),
+            password: Some(Secret("hunter2".into())),
+            ..CameraConfig::new("b", "https://cam.local/mjpeg")
+        };
+        let credentials = from_keys.source().unwrap().credentials.unwrap();
+        assert_eq!(credentials.password, "hunter2");
+
+        // PATH is set in any test environment; its value stands in for a password.
+        let path = std::env::var("PATH").unwrap();
+        let from_env = CameraConfig {
+            username: Some("viewer".into()),
+            password_env: Some("PATH".into()),
+            ..CameraConfig::new("c", "rtsp://cam.local/live")
+        };
+        assert_eq!(
+            from_env.source().unwrap().credentials.unwrap().password,
+            path
+        );
+        assert!(
+            CameraConfig::new("d", "rtsp://cam.local/live")
+                .source()
+                .unwrap()
+                .credentials
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn new_cameras_take_the_serde_defaults() {
+        let text = format!(
+            r#"{VALID_HEAD}
+            [[cameras]]
+            id = "a"
+            url = "rtsp://127.0.0.1:1/a"
+            "#
+        );
+        let config: EdgeConfig = toml::from_str(&text).unwrap();
+        let parsed = format!("{:?}", config.cameras[0]);
+        assert_eq!(
+            parsed,
+            format!("{:?}", CameraConfig::new("a", "rtsp://127.0.0.1:1/a"))
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`config`]: the typed TOML configuration and its validation.
-//! - [`source`]: GStreamer ingest per camera, reconnects, camera state.
+//! - [`source`]: GStreamer ingest per camera (RTSP, HTTP, files, V4L2, test
+//!   pattern), the analysis rate, reconnects with back-off, camera state.
 //! - [`queue`]: the frame hand-off between sources and inference (live
 //!   cameras keep the newest frame; files wait).
 //! - [`inference`]: ONNX Runtime detector (letterbox → YOLO → NMS) and
@@ -73,9 +74,11 @@ pub struct CameraSummary {
     pub camera_id: String,
     /// Frames delivered by the decoder.
     pub frames_in: u64,
+    /// Frames not analysed because of the camera's `max_fps`.
+    pub frames_skipped: u64,
     /// Frames analysed.
     pub frames_analysed: u64,
-    /// Frames shed.
+    /// Frames shed because inference was busy.
     pub frames_dropped: u64,
     /// Person boxes published.
     pub persons: u64,
@@ -83,6 +86,8 @@ pub struct CameraSummary {
     pub persons_masked: u64,
     /// Times the source was connected again.
     pub reconnects: u64,
+    /// Times a looping file started over.
+    pub loops: u64,
 }
 
 /// What a run did.
@@ -218,15 +223,17 @@ pub async fn run(
         .map(|(i, (camera, s))| CameraSummary {
             camera_id: camera.id.clone(),
             frames_in: s.frames_in.load(Ordering::Relaxed),
+            frames_skipped: s.frames_skipped.load(Ordering::Relaxed),
             frames_analysed: s.frames_analysed.load(Ordering::Relaxed),
             frames_dropped: s.frames_dropped.load(Ordering::Relaxed),
             persons: persons.get(i).copied().unwrap_or(0),
             persons_masked: s.persons_masked.load(Ordering::Relaxed),
             reconnects: s.reconnects.load(Ordering::Relaxed),
+            loops: s.loops.load(Ordering::Relaxed),
         })
         .collect();
     for s in &summary {
-        tracing::info!(camera = %s.camera_id, frames_in = s.frames_in, frames_analysed = s.frames_analysed, frames_dropped = s.frames_dropped, persons = s.persons, persons_masked = s.persons_masked, reconnects = s.reconnects, "Camera totals");
+        tracing::info!(camera = %s.camera_id, frames_in = s.frames_in, frames_skipped = s.frames_skipped, frames_analysed = s.frames_analysed, frames_dropped = s.frames_dropped, persons = s.persons, persons_masked = s.persons_masked, reconnects = s.reconnects, loops = s.loops, "Camera totals");
     }
     Ok(RunSummary {
         cameras: summary,

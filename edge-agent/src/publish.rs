@@ -45,6 +45,9 @@ pub fn health_report(camera: &CameraConfig, stats: &CameraStats) -> CameraHealth
         frames_analysed: stats.frames_analysed.load(Ordering::Relaxed),
         frames_dropped: stats.frames_dropped.load(Ordering::Relaxed),
         detail,
+        frames_skipped: stats.frames_skipped.load(Ordering::Relaxed),
+        reconnects: stats.reconnects.load(Ordering::Relaxed),
+        loops: stats.loops.load(Ordering::Relaxed),
     }
 }
 

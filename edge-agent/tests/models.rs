@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use edge_agent::config::{CameraConfig, MaskAnchor, OnEos};
+use edge_agent::config::{CameraConfig, OnEos};
 use edge_agent::inference::{self, DetectionParams, Detector, Embedder};
 use edge_agent::queue::{FrameQueue, Next};
 use edge_agent::source::{self, CameraStats};
@@ -91,15 +91,8 @@ fn yolov3_tiny_finds_the_person_in_person_jpg_and_embeddings_separate_crops() {
 #[test]
 fn a_file_camera_delivers_every_frame_then_ends() {
     let camera = CameraConfig {
-        id: "file".into(),
-        url: format!("file://{}", asset("vtest.avi").display()),
-        max_fps: 0.0,
-        rtsp_tcp: true,
         on_eos: Some(OnEos::Stop),
-        stall_timeout_s: edge_agent::config::default_stall_timeout_s(),
-        roi: Vec::new(),
-        exclude: Vec::new(),
-        mask_anchor: MaskAnchor::default(),
+        ..CameraConfig::new("file", format!("file://{}", asset("vtest.avi").display()))
     };
     let queue = Arc::new(FrameQueue::new(1));
     let stats = Arc::new(CameraStats::default());
@@ -158,15 +151,8 @@ fn a_silent_rtsp_camera_is_reported_stalled_and_reconnected() {
         });
     }
     let camera = CameraConfig {
-        id: "silent".into(),
-        url: format!("rtsp://127.0.0.1:{port}/nothing"),
-        max_fps: 0.0,
-        rtsp_tcp: true,
-        on_eos: None,
         stall_timeout_s: 0.5,
-        roi: Vec::new(),
-        exclude: Vec::new(),
-        mask_anchor: MaskAnchor::default(),
+        ..CameraConfig::new("silent", format!("rtsp://127.0.0.1:{port}/nothing"))
     };
     let queue = Arc::new(FrameQueue::new(1));
     let stats = Arc::new(CameraStats::default());
@@ -225,15 +211,8 @@ fn masks_on_vtest_drop_everyone_in_an_exclusion_and_keep_the_roi() {
     };
 
     let camera = CameraConfig {
-        id: "file".into(),
-        url: format!("file://{}", asset("vtest.avi").display()),
-        max_fps: 0.0,
-        rtsp_tcp: true,
         on_eos: Some(OnEos::Stop),
-        stall_timeout_s: edge_agent::config::default_stall_timeout_s(),
-        roi: Vec::new(),
-        exclude: Vec::new(),
-        mask_anchor: MaskAnchor::default(),
+        ..CameraConfig::new("file", format!("file://{}", asset("vtest.avi").display()))
     };
     let queue = Arc::new(FrameQueue::new(1));
     let stats = Arc::new(CameraStats::default());

@@ -104,15 +104,9 @@ fn rtsp_cameras_to_sql_answers() {
             .urls()
             .into_iter()
             .map(|(id, url)| CameraConfig {
-                id,
-                url,
                 max_fps: 5.0,
-                rtsp_tcp: true,
                 on_eos: Some(OnEos::Stop),
-                stall_timeout_s: edge_agent::config::default_stall_timeout_s(),
-                roi: Vec::new(),
-                exclude: Vec::new(),
-                mask_anchor: Default::default(),
+                ..CameraConfig::new(id, url)
             })
             .collect(),
     };

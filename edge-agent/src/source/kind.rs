@@ -1,0 +1,589 @@
+//! What a camera's `url` names, how GStreamer opens it, and how secrets are
+//! kept out of everything the agent prints.
+//!
+//! | `url` | kind | live |
+//! |---|---|---|
+//! | `rtsp://[user:pass@]host[:port]/path`, `rtsps://…` | [`SourceKind::Rtsp`] | yes |
+//! | `http://…`, `https://…` | [`SourceKind::Http`] | yes |
+//! | `file:///path` | [`SourceKind::File`] | no |
+//! | `v4l2:///dev/videoN` or `/dev/videoN` | [`SourceKind::V4l2`] | yes |
+//! | `test://` or `testsrc://?pattern=ball&width=640&height=480&fps=10` | [`SourceKind::TestPattern`] | yes |
+//!
+//! Credentials in a URL's userinfo are taken out of it: GStreamer gets the
+//! bare URL (so its own error messages cannot contain them) and the user and
+//! password through the source element's `user-id` / `user-pw` properties.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The URL forms [`parse_url`] accepts, for error messages.
+pub const SUPPORTED: &str = "rtsp://, rtsps://, http://, https://, file:///path, \
+                             v4l2:///dev/videoN (or /dev/videoN), test:// or testsrc://";
+
+/// `videotestsrc` patterns (GStreamer 1.22), by nickname.
+pub const TEST_PATTERNS: &[&str] = &[
+    "smpte",
+    "snow",
+    "black",
+    "white",
+    "red",
+    "green",
+    "blue",
+    "checkers-1",
+    "checkers-2",
+    "checkers-4",
+    "checkers-8",
+    "circular",
+    "blink",
+    "smpte75",
+    "zone-plate",
+    "gamut",
+    "chroma-zone-plate",
+    "solid-color",
+    "ball",
+    "smpte100",
+    "bar",
+    "pinwheel",
+    "spokes",
+    "gradient",
+    "colors",
+    "smpte-rp-219",
+];
+
+/// Where a camera's frames come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    /// An RTSP camera or server (`rtsp://`, `rtsps://`), without userinfo.
+    Rtsp {
+        /// The URL given to `uridecodebin`.
+        uri: String,
+    },
+    /// An HTTP(S) stream (MJPEG, MPEG-TS…), without userinfo.
+    Http {
+        /// The URL given to `uridecodebin`.
+        uri: String,
+    },
+    /// A recorded file (`file:///path`).
+    File {
+        /// The URL given to `uridecodebin`.
+        uri: String,
+    },
+    /// A Video4Linux2 device.
+    V4l2 {
+        /// Device node, e.g. `/dev/video0`.
+        device: String,
+    },
+    /// GStreamer's `videotestsrc`, live.
+    TestPattern {
+        /// `videotestsrc` pattern nickname.
+        pattern: String,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Frame rate as a fraction `(numerator, denominator)`.
+        fps: (u32, u32),
+    },
+}
+
+impl SourceKind {
+    /// Live sources produce frames in real time whether or not anyone keeps
+    /// up: the agent sheds their frames when inference lags, and reconnects
+    /// at their end of stream. Files wait for inference.
+    pub fn is_live(&self) -> bool {
+        !matches!(self, SourceKind::File { .. })
+    }
+
+    /// Whether credentials can be given to it.
+    pub fn takes_credentials(&self) -> bool {
+        matches!(self, SourceKind::Rtsp { .. } | SourceKind::Http { .. })
+    }
+
+    /// The GStreamer launch line: the source and its decoder, then an
+    /// element named `convert` (a `videoconvert`, where the frame-rate limit
+    /// is applied) to RGB and an `appsink` named `sink`. `uridecodebin` and
+    /// `decodebin` pick hardware decoders where GStreamer ranks them first
+    /// and fall back to software ones.
+    pub fn launch_line(&self) -> String {
+        let tail = "videoconvert name=convert ! video/x-raw,format=RGB ! \
+                    appsink name=sink sync=false max-buffers=1 drop=false emit-signals=false";
+        match self {
+            SourceKind::Rtsp { uri } | SourceKind::Http { uri } | SourceKind::File { uri } => {
+                format!(
+                    "uridecodebin name=src uri=\"{}\" ! {tail}",
+                    uri.replace('"', "%22")
+                )
+            }
+            SourceKind::V4l2 { device } => {
+                format!("v4l2src name=src device=\"{device}\" ! decodebin ! {tail}")
+            }
+            SourceKind::TestPattern {
+                pattern,
+                width,
+                height,
+                fps: (num, den),
+            } => format!(
+                "videotestsrc name=src is-live=true pattern={pattern} ! \
+                 video/x-raw,width={width},height={height},framerate={num}/{den} ! {tail}"
+            ),
+        }
+    }
+}
+
+/// What the agent prints for a source: the URL without credentials.
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceKind::Rtsp { uri } | SourceKind::Http { uri } | SourceKind::File { uri } => {
+                f.write_str(uri)
+            }
+            SourceKind::V4l2 { device } => write!(f, "v4l2://{device}"),
+            SourceKind::TestPattern {
+                pattern,
+                width,
+                height,
+                fps: (num, den),
+            } => write!(
+                f,
+                "testsrc://?pattern={pattern}&width={width}&height={height}&fps={num}/{den}"
+            ),
+        }
+    }
+}
+
+/// A camera's source: what to open, and the credentials to open it with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// What the camera's `url` names.
+    pub kind: SourceKind,
+    /// User and password for RTSP or HTTP(S), from the URL or the config.
+    pub credentials: Option<Credentials>,
+}
+
+/// A user name and password for a camera. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name (`user-id`).
+    pub user: String,
+    /// Password (`user-pw`).
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// Parses a camera URL into its kind and the credentials of its userinfo
+/// (percent-decoded). The error names what is wrong; it never repeats the
+/// URL's userinfo.
+pub fn parse_url(url: &str) -> Result<(SourceKind, Option<Credentials>), String> {
+    let url = url.trim();
+    if url.starts_with("/dev/") {
+        return v4l2(url).map(|kind| (kind, None));
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "url {:?} is not a URI (supported: {SUPPORTED})",
+            redact(url)
+        ));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        scheme @ ("rtsp" | "rtsps" | "http" | "https") => {
+            let (authority, path) = split_authority(rest);
+            let (userinfo, host) = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => (Some(userinfo), host),
+                None => (None, authority),
+            };
+            if host.is_empty() {
+                return Err(format!("url {:?} has no host", redact(url)));
+            }
+            let uri = format!("{scheme}://{host}{path}");
+            let credentials = userinfo.map(|userinfo| {
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                Credentials {
+                    user: percent_decode(user),
+                    password: percent_decode(password),
+                }
+            });
+            let kind = if scheme.starts_with("rtsp") {
+                SourceKind::Rtsp { uri }
+            } else {
+                SourceKind::Http { uri }
+            };
+            Ok((kind, credentials))
+        }
+        "file" => {
+            if !rest.starts_with('/') {
+                return Err(format!("url {url:?}: a file URL is file:///absolute/path"));
+            }
+            Ok((SourceKind::File { uri: url.into() }, None))
+        }
+        "v4l2" => v4l2(rest).map(|kind| (kind, None)),
+        "test" | "testsrc" => test_pattern(url, rest).map(|kind| (kind, None)),
+        _ => Err(format!(
+            "url {:?}: unknown scheme {scheme:?} (supported: {SUPPORTED})",
+            redact(url)
+        )),
+    }
+}
+
+/// The path of a file URL, percent-decoded.
+pub fn file_path(uri: &str) -> Option<String> {
+    uri.strip_prefix("file://").map(percent_decode)
+}
+
+fn v4l2(device: &str) -> Result<SourceKind, String> {
+    let ok = device.starts_with("/dev/")
+        && device.len() > "/dev/".len()
+        && !device
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | '!'));
+    if ok {
+        Ok(SourceKind::V4l2 {
+            device: device.into(),
+        })
+    } else {
+        Err(format!(
+            "V4L2 device {device:?} is not a device node like /dev/video0"
+        ))
+    }
+}
+
+fn test_pattern(url: &str, rest: &str) -> Result<SourceKind, String> {
+    let (host, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if !host.trim_end_matches('/').is_empty() {
+        return Err(format!(
+            "url {url:?}: settings go in the query, as in testsrc://?pattern=ball&width=640&height=480&fps=10"
+        ));
+    }
+    let (mut pattern, mut width, mut height, mut fps) = ("ball".to_string(), 640, 480, (10, 1));
+    let mut problems = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let size = |value: &str| {
+            value
+                .parse::<u32>()
+                .ok()
+                .filter(|v| (16..=8192).contains(v))
+        };
+        match key {
+            "pattern" if TEST_PATTERNS.contains(&value) => pattern = value.into(),
+            "pattern" => problems.push(format!(
+                "pattern {value:?} is not one of {}",
+                TEST_PATTERNS.join(", ")
+            )),
+            "width" => match size(value) {
+                Some(v) => width = v,
+                None => problems.push(format!("width {value:?} is not 16 to 8192 pixels")),
+            },
+            "height" => match size(value) {
+                Some(v) => height = v,
+                None => problems.push(format!("height {value:?} is not 16 to 8192 pixels")),
+            },
+            "fps" => match parse_fraction(value) {
+                Some(v) => fps = v,
+                None => problems.push(format!(
+                    "fps {value:?} is not a rate above 0 and up to 1000 (10, 2.5 or 30000/1001)"
+                )),
+            },
+            _ => problems.push(format!(
+                "unknown setting {key:?} (pattern, width, height, fps)"
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(SourceKind::TestPattern {
+            pattern,
+            width,
+            height,
+            fps,
+        })
+    } else {
+        Err(format!("url {url:?}: {}", problems.join("; ")))
+    }
+}
+
+/// `"10"`, `"2.5"` or `"30000/1001"` as a reduced fraction in (0, 1000].
+pub fn parse_fraction(text: &str) -> Option<(u32, u32)> {
+    let (num, den) = match text.split_once('/') {
+        Some((num, den)) => (num.trim().parse::<u32>().ok()?, den.trim().parse().ok()?),
+        None => {
+            let value: f64 = text.trim().parse().ok()?;
+            if !value.is_finite() || value <= 0.0 || value > 1000.0 {
+                return None;
+            }
+            // Millis of a frame per second: exact for any rate written with
+            // up to three decimals.
+            ((value * 1000.0).round() as u32, 1000)
+        }
+    };
+    if num == 0 || den == 0 || f64::from(num) / f64::from(den) > 1000.0 {
+        return None;
+    }
+    let gcd = gcd(num, den);
+    Some((num / gcd, den / gcd))
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// `(authority, rest)` of what follows `scheme://`.
+fn split_authority(rest: &str) -> (&str, &str) {
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    rest.split_at(end)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                // Both digits checked above.
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `text` with the userinfo of every `scheme://user:pass@host` in it
+/// replaced by `***`. Applied to every URL and error the agent prints.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // The authority ends where a path, query, fragment, quote or blank
+        // begins.
+        let end = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>') || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str("***");
+                out.push_str(&authority[userinfo_end..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// Scrubs a camera's secrets from text: URL userinfo ([`redact`]) and,
+/// wherever it appears, the camera's password.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    password: Option<String>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Redactor")
+    }
+}
+
+impl Redactor {
+    /// A redactor that also hides this camera's password.
+    pub fn new(credentials: Option<&Credentials>) -> Self {
+        Redactor {
+            password: credentials
+                .map(|c| c.password.clone())
+                .filter(|p| !p.is_empty()),
+        }
+    }
+
+    /// `text` without the camera's secrets.
+    pub fn clean(&self, text: &str) -> String {
+        let text = redact(text);
+        match &self.password {
+            Some(password) if text.contains(password.as_str()) => {
+                text.replace(password.as_str(), "***")
+            }
+            _ => text.into_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_taken_out_of_rtsp_urls_and_decoded() {
+        let (kind, credentials) =
+            parse_url("rtsp://admin:p%40ss:w0rd@10.0.0.5:554/Streaming/101?tcp").unwrap();
+        assert_eq!(
+            kind,
+            SourceKind::Rtsp {
+                uri: "rtsp://10.0.0.5:554/Streaming/101?tcp".into()
+            }
+        );
+        let credentials = credentials.unwrap();
+        assert_eq!(credentials.user, "admin");
+        assert_eq!(credentials.password, "p@ss:w0rd");
+        assert!(!format!("{credentials:?}").contains("p@ss"));
+        assert!(kind.is_live());
+        assert!(!kind.launch_line().contains("admin"));
+
+        let (kind, credentials) = parse_url("rtsp://cam.local/live").unwrap();
+        assert_eq!(kind.to_string(), "rtsp://cam.local/live");
+        assert!(credentials.is_none());
+        let (kind, credentials) = parse_url("https://viewer@cam.local/mjpeg").unwrap();
+        assert_eq!(
+            kind,
+            SourceKind::Http {
+                uri: "https://cam.local/mjpeg".into()
+            }
+        );
+        assert_eq!(credentials.unwrap().password, "");
+        assert!(kind.is_live());
+    }
+
+    #[test]
+    fn every_kind_has_its_launch_line_and_liveness() {
+        let file = parse_url("file:///data/clip%20one.avi").unwrap().0;
+        assert!(!file.is_live());
+        assert!(
+            file.launch_line()
+                .starts_with("uridecodebin name=src uri=\"file:///data/clip%20one.avi\" ! ")
+        );
+        assert_eq!(
+            file_path("file:///data/clip%20one.avi").unwrap(),
+            "/data/clip one.avi"
+        );
+
+        for url in ["v4l2:///dev/video2", "/dev/video2"] {
+            let kind = parse_url(url).unwrap().0;
+            assert_eq!(
+                kind,
+                SourceKind::V4l2 {
+                    device: "/dev/video2".into()
+                }
+            );
+            assert!(kind.is_live());
+            assert!(
+                kind.launch_line()
+                    .starts_with("v4l2src name=src device=\"/dev/video2\" ! decodebin ! ")
+            );
+        }
+
+        let test = parse_url("testsrc://?pattern=smpte&width=320&height=240&fps=2.5")
+            .unwrap()
+            .0;
+        assert!(test.is_live());
+        assert_eq!(
+            test.launch_line(),
+            "videotestsrc name=src is-live=true pattern=smpte ! \
+             video/x-raw,width=320,height=240,framerate=5/2 ! videoconvert name=convert ! \
+             video/x-raw,format=RGB ! appsink name=sink sync=false max-buffers=1 drop=false \
+             emit-signals=false"
+        );
+        let default = parse_url("test://").unwrap().0;
+        assert_eq!(
+            default.to_string(),
+            "testsrc://?pattern=ball&width=640&height=480&fps=10/1"
+        );
+        assert!(!default.takes_credentials() && !file.takes_credentials());
+    }
+
+    #[test]
+    fn bad_urls_name_the_problem_and_the_supported_schemes() {
+        let err = parse_url("ftp://user:secret@host/x").unwrap_err();
+        assert!(err.contains("unknown scheme \"ftp\""), "{err}");
+        assert!(
+            err.contains("rtsp://") && err.contains("testsrc://"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
+        let err = parse_url("nonsense").unwrap_err();
+        assert!(err.contains("\"nonsense\" is not a URI"), "{err}");
+        assert!(
+            parse_url("rtsp://user:pw@/x")
+                .unwrap_err()
+                .contains("no host")
+        );
+        assert!(parse_url("file://relative.avi").is_err());
+        assert!(parse_url("v4l2://").is_err());
+        assert!(parse_url("/dev/video0 ! fakesink").is_err());
+        let err = parse_url("testsrc://?pattern=plaid&width=8&fps=0&colour=red").unwrap_err();
+        for needle in [
+            "pattern \"plaid\" is not one of",
+            "width \"8\"",
+            "fps \"0\"",
+            "unknown setting \"colour\"",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in {err}");
+        }
+        assert!(parse_url("testsrc://ball").is_err());
+    }
+
+    #[test]
+    fn fractions_are_reduced_and_bounded() {
+        assert_eq!(parse_fraction("10"), Some((10, 1)));
+        assert_eq!(parse_fraction("2.5"), Some((5, 2)));
+        assert_eq!(parse_fraction("0.5"), Some((1, 2)));
+        assert_eq!(parse_fraction("30000/1001"), Some((30000, 1001)));
+        assert_eq!(parse_fraction("30/2"), Some((15, 1)));
+        for bad in ["0", "-1", "1001", "NaN", "inf", "1/0", "0/5", "x", "2000/1"] {
+            assert_eq!(parse_fraction(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn redaction_hides_userinfo_everywhere_in_a_text() {
+        assert_eq!(
+            redact("cannot open rtsp://admin:hunter2@10.0.0.5:554/live: refused"),
+            "cannot open rtsp://***@10.0.0.5:554/live: refused"
+        );
+        assert_eq!(
+            redact("uri=\"http://u:p@h/a\" and rtsp://h2/b, rtsps://x@y"),
+            "uri=\"http://***@h/a\" and rtsp://h2/b, rtsps://***@y"
+        );
+        assert_eq!(redact("no urls here"), "no urls here");
+        assert_eq!(
+            redact("file:///a@b/c"),
+            "file:///a@b/c",
+            "an @ in a path stays"
+        );
+        let credentials = Credentials {
+            user: "admin".into(),
+            password: "hunter2".into(),
+        };
+        let redactor = Redactor::new(Some(&credentials));
+        assert_eq!(
+            redactor.clean("auth hunter2 failed for rtsp://admin:hunter2@h/x"),
+            "auth *** failed for rtsp://***@h/x"
+        );
+        assert_eq!(Redactor::new(None).clean("rtsp://a:b@h"), "rtsp://***@h");
+    }
+}
