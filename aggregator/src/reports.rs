@@ -147,7 +147,7 @@ impl Dialect {
     }
 
     /// Unix µs (an integer expression) as a UTC timestamp.
-    fn from_epoch_us(self, expr: &str) -> String {
+    fn ts_of_epoch_us(self, expr: &str) -> String {
         match self {
             Dialect::DataFusion => {
                 format!("arrow_cast({expr}, 'Timestamp(Microsecond, Some(\"UTC\"))')")
@@ -286,7 +286,7 @@ impl Report {
                         t0_ts = dialect.ts(t0),
                         t1_ts = dialect.ts(t1),
                         hour = HOUR_US,
-                        hour_ts = dialect.from_epoch_us(&format!("h * {HOUR_US}")),
+                        hour_ts = dialect.ts_of_epoch_us(&format!("h * {HOUR_US}")),
                         d0 = quote(&crate::rows::utc_date(t0 - DAY_US)),
                         d1 = quote(day),
                     ),

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use broker::EmbeddedBroker;
-use edge_agent::config::{CameraConfig, MaskAnchor, OnEos};
+use edge_agent::config::{CameraConfig, OnEos};
 use edge_agent::egress::EgressSummary;
 use edge_agent::publish::{Outgoing, PublishSettings, Publisher};
 use edge_agent::source::CameraStats;
@@ -80,15 +80,8 @@ fn roomy_spool() -> SpoolConfig {
 
 fn camera(id: &str) -> CameraConfig {
     CameraConfig {
-        id: id.into(),
-        url: format!("rtsp://127.0.0.1:1/{id}"),
-        max_fps: 0.0,
-        rtsp_tcp: true,
         on_eos: Some(OnEos::Stop),
-        stall_timeout_s: 10.0,
-        roi: Vec::new(),
-        exclude: Vec::new(),
-        mask_anchor: MaskAnchor::default(),
+        ..CameraConfig::new(id, format!("rtsp://127.0.0.1:1/{id}"))
     }
 }
 
