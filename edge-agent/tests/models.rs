@@ -6,9 +6,10 @@ use std::sync::atomic::AtomicBool;
 
 use edge_agent::config::{CameraConfig, OnEos};
 use edge_agent::inference::{self, DetectionParams, Detector, Embedder};
-use edge_agent::queue::{FrameQueue, Next};
+use edge_agent::queue::{Frame, FrameQueue, Next};
 use edge_agent::source::{self, CameraStats};
 use vision::letterbox::RgbFrame;
+use vision::yolo::Candidate;
 
 fn asset(name: &str) -> PathBuf {
     let dir = std::env::var_os("ARGUS_ASSETS")
@@ -23,6 +24,47 @@ fn asset(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A file camera on vtest.avi, delivering every frame.
+fn vtest_camera() -> CameraConfig {
+    CameraConfig {
+        id: "file".into(),
+        url: format!("file://{}", asset("vtest.avi").display()),
+        max_fps: 0.0,
+        rtsp_tcp: true,
+        on_eos: Some(OnEos::Stop),
+        stall_timeout_s: edge_agent::config::default_stall_timeout_s(),
+        roi: Vec::new(),
+        exclude: Vec::new(),
+        mask_anchor: MaskAnchor::default(),
+    }
+}
+
+/// The frames of vtest.avi whose sequence number `wanted` accepts, decoded
+/// by the agent's own source, until `count` are collected.
+fn vtest_frames(wanted: impl Fn(u64) -> bool, count: usize) -> Vec<Frame> {
+    let camera = vtest_camera();
+    let queue = Arc::new(FrameQueue::new(1));
+    let stats = Arc::new(CameraStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let source = {
+        let (queue, stats, stop) = (Arc::clone(&queue), Arc::clone(&stats), Arc::clone(&stop));
+        std::thread::spawn(move || source::run_camera(0, &camera, &queue, &stats, &stop, &|_| {}))
+    };
+    let mut frames = Vec::new();
+    while let Next::Frame(frame) = queue.next() {
+        if frames.len() < count && wanted(frame.seq) {
+            frames.push(frame);
+            if frames.len() == count {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                queue.stop();
+            }
+        }
+    }
+    source.join().unwrap();
+    assert_eq!(frames.len(), count, "vtest.avi ran out of frames");
+    frames
 }
 
 fn person_jpg() -> image::RgbImage {
@@ -272,4 +314,101 @@ fn masks_on_vtest_drop_everyone_in_an_exclusion_and_keep_the_roi() {
         left > 0 && left_masked > 0,
         "people on both halves: {left} kept on the left, {left_masked} masked on the right"
     );
+}
+
+/// How far one detector's boxes are from another's on the same frames.
+#[derive(Debug, Default)]
+struct Agreement {
+    reference: usize,
+    candidate: usize,
+    matched: usize,
+    iou_sum: f32,
+}
+
+impl Agreement {
+    /// Matches `candidate` boxes to `reference` boxes of the same class,
+    /// greedily from the best-scoring candidate, to the unmatched reference
+    /// box it overlaps most, if that IoU is at least `min_iou`.
+    fn add(&mut self, reference: &[Candidate], candidate: &[Candidate], min_iou: f32) {
+        let mut taken = vec![false; reference.len()];
+        let mut order: Vec<&Candidate> = candidate.iter().collect();
+        order.sort_by(|a, b| b.score.total_cmp(&a.score));
+        for c in order {
+            let best = reference
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| !taken[*i] && r.class_id == c.class_id)
+                .map(|(i, r)| (i, r.bbox.iou(&c.bbox)))
+                .filter(|(_, iou)| *iou >= min_iou)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((i, iou)) = best {
+                taken[i] = true;
+                self.matched += 1;
+                self.iou_sum += iou;
+            }
+        }
+        self.reference += reference.len();
+        self.candidate += candidate.len();
+    }
+
+    fn recall(&self) -> f32 {
+        self.matched as f32 / self.reference.max(1) as f32
+    }
+
+    fn precision(&self) -> f32 {
+        self.matched as f32 / self.candidate.max(1) as f32
+    }
+
+    fn mean_iou(&self) -> f32 {
+        self.iou_sum / self.matched.max(1) as f32
+    }
+}
+
+/// The int8 detector made by tools/quantize_detector.py against the float32
+/// one it came from, on 50 frames of vtest.avi that calibration did not see
+/// (it took frames 0, 8, 16, ...; these are 4, 20, 36, ...), at the agent's
+/// default thresholds.
+#[test]
+fn int8_detector_finds_what_the_float32_detector_finds() {
+    let env = inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap();
+    let params = DetectionParams {
+        score_threshold: 0.3,
+        nms_iou_threshold: 0.45,
+        classes: vec![0],
+    };
+    let mut fp32 = Detector::load(&env, &asset("yolov3-tiny.onnx"), params.clone(), 0).unwrap();
+    let mut int8 = Detector::load(&env, &asset("yolov3-tiny-int8.onnx"), params, 0).unwrap();
+    assert_eq!(int8.model_id(), "yolov3-tiny-int8@416x416");
+
+    let frames = vtest_frames(|seq| seq % 16 == 4, 50);
+    let mut agreement = Agreement::default();
+    for frame in &frames {
+        let rgb = RgbFrame::new(&frame.data, frame.width, frame.height, frame.stride).unwrap();
+        let reference = fp32.detect(&rgb).unwrap();
+        let candidate = int8.detect(&rgb).unwrap();
+        agreement.add(&reference, &candidate, 0.5);
+    }
+    let (recall, precision, mean_iou) = (
+        agreement.recall(),
+        agreement.precision(),
+        agreement.mean_iou(),
+    );
+    println!(
+        "int8 vs float32 on {} frames: {} float32 boxes, {} int8 boxes, {} matched (IoU >= 0.5); \
+         recall {recall:.3}, precision {precision:.3}, mean IoU {mean_iou:.3}",
+        frames.len(),
+        agreement.reference,
+        agreement.candidate,
+        agreement.matched,
+    );
+    // Measured on an AMD EPYC with AVX-512 VNNI: 280 float32 boxes, recall
+    // 0.957, precision 0.985, mean IoU 0.922 (with the heads quantised too,
+    // mean IoU 0.896). The bounds leave room for other CPUs' kernels.
+    assert!(
+        agreement.reference > 100,
+        "vtest.avi has people: {agreement:?}"
+    );
+    assert!(recall >= 0.9, "recall {recall}: {agreement:?}");
+    assert!(precision >= 0.9, "precision {precision}: {agreement:?}");
+    assert!(mean_iou >= 0.85, "mean IoU {mean_iou}: {agreement:?}");
 }

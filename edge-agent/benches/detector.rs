@@ -1,0 +1,131 @@
+//! Bare detector latency, float32 against int8: `Detector::detect`
+//! (letterbox, ONNX Runtime, decoding, NMS) on the same frames of vtest.avi
+//! with two intra-op threads.
+//!
+//! `cargo bench -p edge-agent --bench detector` needs the assets of
+//! `scripts/setup.sh` (`yolov3-tiny.onnx` and `yolov3-tiny-int8.onnx` in
+//! `$ARGUS_ASSETS`). The two models take turns pass by pass over the same
+//! frames, so a machine whose load drifts slows both alike; the first pass is
+//! warm-up and not counted. (Not frame by frame: ONNX Runtime's intra-op
+//! threads spin for a while after each run, and one session's spinning
+//! threads would slow the other's run.)
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use edge_agent::config::{CameraConfig, MaskAnchor, OnEos};
+use edge_agent::inference::{self, DetectionParams, Detector};
+use edge_agent::queue::{Frame, FrameQueue, Next};
+use edge_agent::source::{self, CameraStats};
+use vision::letterbox::RgbFrame;
+
+/// Intra-op threads of each session: the cores of a small edge box.
+const THREADS: usize = 2;
+/// Frames 4, 20, 36, ... of vtest.avi (none of them calibrated the int8 model).
+const FRAMES: usize = 50;
+/// Timed passes over the frames, after one warm-up pass.
+const PASSES: usize = 4;
+
+fn asset(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ARGUS_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/argus/assets")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash scripts/setup.sh` first",
+        path.display()
+    );
+    path
+}
+
+fn vtest_frames() -> Vec<Frame> {
+    let camera = CameraConfig {
+        id: "file".into(),
+        url: format!("file://{}", asset("vtest.avi").display()),
+        max_fps: 0.0,
+        rtsp_tcp: true,
+        on_eos: Some(OnEos::Stop),
+        stall_timeout_s: edge_agent::config::default_stall_timeout_s(),
+        roi: Vec::new(),
+        exclude: Vec::new(),
+        mask_anchor: MaskAnchor::default(),
+    };
+    let queue = Arc::new(FrameQueue::new(1));
+    let stats = Arc::new(CameraStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let source = {
+        let (queue, stats, stop) = (Arc::clone(&queue), Arc::clone(&stats), Arc::clone(&stop));
+        std::thread::spawn(move || source::run_camera(0, &camera, &queue, &stats, &stop, &|_| {}))
+    };
+    let mut frames = Vec::new();
+    while let Next::Frame(frame) = queue.next() {
+        if frames.len() < FRAMES && frame.seq % 16 == 4 {
+            frames.push(frame);
+            if frames.len() == FRAMES {
+                stop.store(true, Ordering::Relaxed);
+                queue.stop();
+            }
+        }
+    }
+    source.join().unwrap();
+    assert_eq!(frames.len(), FRAMES, "vtest.avi ran out of frames");
+    frames
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Mean and median of `times`, in milliseconds.
+fn summary(times: &mut [Duration]) -> (f64, f64) {
+    times.sort();
+    let mean = millis(times.iter().sum::<Duration>()) / times.len() as f64;
+    (mean, millis(times[times.len() / 2]))
+}
+
+fn main() {
+    let env = inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap();
+    let params = DetectionParams {
+        score_threshold: 0.3,
+        nms_iou_threshold: 0.45,
+        classes: vec![0],
+    };
+    let mut models = [
+        Detector::load(&env, &asset("yolov3-tiny.onnx"), params.clone(), THREADS).unwrap(),
+        Detector::load(&env, &asset("yolov3-tiny-int8.onnx"), params, THREADS).unwrap(),
+    ];
+    let frames = vtest_frames();
+    let mut times = [Vec::new(), Vec::new()];
+    for pass in 0..=PASSES {
+        for (model, times) in models.iter_mut().zip(&mut times) {
+            for frame in &frames {
+                let rgb =
+                    RgbFrame::new(&frame.data, frame.width, frame.height, frame.stride).unwrap();
+                let start = Instant::now();
+                std::hint::black_box(model.detect(&rgb).unwrap());
+                if pass > 0 {
+                    times.push(start.elapsed());
+                }
+            }
+        }
+    }
+    let mut medians = [0.0; 2];
+    for ((model, times), median) in models.iter().zip(&mut times).zip(&mut medians) {
+        let (mean, med) = summary(times);
+        *median = med;
+        println!(
+            "{:<26} {mean:7.2} ms/frame mean, {med:7.2} median ({} runs, {THREADS} threads)",
+            model.model_id(),
+            times.len()
+        );
+    }
+    println!(
+        "int8 speed-up (median): {:.2}x",
+        medians[0] / medians[1].max(f64::MIN_POSITIVE)
+    );
+}
