@@ -102,24 +102,47 @@ pub const VIEWS: [(&str, &str); 6] = [
     ),
     (
         "transitions",
-        // One window ordered by person (not PARTITION BY person_id, whose
-        // per-partition cost dominates with millions of people), so the
-        // previous row's person says whether the visit had a predecessor.
+        // PARTITION BY person_id & 63, not person_id: DataFusion's cost per
+        // window partition dominates with millions of people, while 64
+        // buckets still spread the window over every core. Ordered by person
+        // within a bucket, the previous row's person says whether a visit
+        // had a predecessor.
         "SELECT person_id, from_camera, to_camera, left_at, arrived_at FROM ( \
            SELECT person_id, LAG(person_id) OVER w AS previous_person, \
                   LAG(camera_id) OVER w AS from_camera, camera_id AS to_camera, \
                   LAG(exit) OVER w AS left_at, enter AS arrived_at \
-           FROM people_present WINDOW w AS (ORDER BY person_id, enter, exit, camera_id)) AS visits \
+           FROM people_present WINDOW w AS (PARTITION BY person_id & 63 ORDER BY person_id, enter, exit, camera_id)) AS visits \
          WHERE previous_person = person_id AND from_camera <> to_camera",
     ),
-    (
-        "camera_health",
-        "SELECT camera_id, state, \"from\", \
-                COALESCE(LEAD(\"from\") OVER (PARTITION BY camera_id ORDER BY \"from\"), last_report) AS \"to\" \
-         FROM (SELECT camera_id, state, since AS \"from\", MAX(ts) AS last_report \
-               FROM camera_health_reports GROUP BY camera_id, state, since) AS states",
-    ),
+    ("camera_health", CAMERA_HEALTH),
 ];
+
+/// The `camera_health` view: each camera's reports grouped by (state,
+/// since) into intervals that end where the next begins (or at the last
+/// report).
+const CAMERA_HEALTH: &str = "SELECT camera_id, state, \"from\", \
+         COALESCE(LEAD(\"from\") OVER (PARTITION BY camera_id ORDER BY \"from\"), last_report) AS \"to\" \
+  FROM (SELECT camera_id, state, since AS \"from\", MAX(ts) AS last_report \
+        FROM camera_health_reports GROUP BY camera_id, state, since) AS states";
+
+/// The `camera_health` intervals built from the reports of the `date`
+/// partitions `first..=last` only (`YYYY-MM-DD`), so a question about a
+/// day reads that day's reports, not the whole history. Reports come every
+/// few seconds, so every state a camera was in during a day has reports
+/// that day; reports of the day before and after fill the day's edges (a
+/// state begun before it, the start of the next). A camera silent for more
+/// than a day before `first` shows as unreported, not in its old state.
+pub fn camera_health_between(first: &str, last: &str) -> String {
+    let quote = |day: &str| format!("'{}'", day.replace('\'', "''"));
+    CAMERA_HEALTH.replace(
+        "FROM camera_health_reports GROUP BY",
+        &format!(
+            "FROM camera_health_reports WHERE date >= {} AND date <= {} GROUP BY",
+            quote(first),
+            quote(last)
+        ),
+    )
+}
 
 /// A session over a local data directory, with default options.
 pub async fn context(data_dir: &Path) -> Result<SessionContext, QueryError> {

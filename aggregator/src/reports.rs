@@ -15,9 +15,11 @@
 //! - [`Report::Coverage`]: people seen in every department on a day, and
 //!   per department whether its cameras could see all day (up to now, for
 //!   today): cameras that sent no health report, cameras not UP for part of
-//!   it and for how long, seconds without any report (from `camera_health`;
-//!   more than [`COVERAGE_SLACK_S`] per camera means not covered). A blind
-//!   department is reported, not skipped.
+//!   it and for how long, seconds without any report (the `camera_health`
+//!   intervals of the reports from the day before to the day after, see
+//!   [`crate::query::camera_health_between`]; more than [`COVERAGE_SLACK_S`]
+//!   per camera means not covered). A blind department is reported, not
+//!   skipped.
 //! - [`Report::Occupancy`]: per department and hour: distinct people present
 //!   and mean occupancy (person-seconds / 3600).
 //! - [`Report::Dwell`]: per department, stays (consecutive visits of a
@@ -187,6 +189,9 @@ impl Report {
                 until_us,
             } => {
                 // The visit before an arrival may precede the window by up to a day.
+                // Windows here partition by `person_id & 63` and order by person
+                // (see the `transitions` view in `query.rs` for why); the
+                // previous row's person says whether a visit had a predecessor.
                 let visits = visits(dialect, since_us - DAY_US, *until_us, since_us - DAY_US);
                 let mut filter = format!(
                     "previous_person = person_id AND previous <> department AND enter >= {}",
@@ -204,7 +209,7 @@ impl Report {
                         "WITH visits AS ({visits}), \
                          ordered AS (SELECT person_id, department, enter, \
                            LAG(person_id) OVER w AS previous_person, LAG(department) OVER w AS previous \
-                           FROM visits WINDOW w AS (ORDER BY person_id, enter, exit, department)) \
+                           FROM visits WINDOW w AS (PARTITION BY person_id & 63 ORDER BY person_id, enter, exit, department)) \
                          SELECT previous AS from_department, department AS to_department, \
                                 COUNT(*) AS transitions, COUNT(DISTINCT person_id) AS people \
                          FROM ordered WHERE {filter} \
@@ -239,7 +244,7 @@ impl Report {
                         sql: format!(
                             "WITH h AS (SELECT camera_id, state, \
                                  date_part('epoch', LEAST(\"to\", {te})) - date_part('epoch', GREATEST(\"from\", {t0})) AS secs \
-                               FROM camera_health WHERE \"to\" > {t0} AND \"from\" < {te}), \
+                               FROM ({health}) AS intervals WHERE \"to\" > {t0} AND \"from\" < {te}), \
                              per_camera AS (SELECT d.department, d.camera_id, COUNT(h.camera_id) AS intervals, \
                                  COALESCE(SUM(CASE WHEN h.state <> 'UP' THEN h.secs END), 0) AS blind_s, \
                                  GREATEST({window_s} - COALESCE(SUM(h.secs), 0), 0) AS unreported_s \
@@ -252,6 +257,10 @@ impl Report {
                                     ROUND(SUM(unreported_s)) AS unreported_camera_seconds, \
                                     SUM(CASE WHEN blind_s > 0 OR unreported_s > {slack} THEN 1 ELSE 0 END) = 0 AS fully_covered \
                              FROM per_camera GROUP BY department ORDER BY department",
+                            health = crate::query::camera_health_between(
+                                &crate::rows::utc_date(t0 - DAY_US),
+                                &crate::rows::utc_date(t1),
+                            ),
                             t0 = dialect.ts(t0),
                             te = dialect.ts(seen_until),
                             window_s = (seen_until - t0) / 1_000_000,
@@ -302,13 +311,13 @@ impl Report {
                          marked AS (SELECT person_id, department, enter, exit, \
                            CASE WHEN LAG(person_id) OVER w = person_id AND LAG(department) OVER w = department \
                              THEN 0 ELSE 1 END AS starts \
-                           FROM visits WINDOW w AS (ORDER BY person_id, enter, exit, department)), \
-                         runs AS (SELECT department, enter, exit, \
-                           SUM(starts) OVER (ORDER BY person_id, enter, exit, department \
+                           FROM visits WINDOW w AS (PARTITION BY person_id & 63 ORDER BY person_id, enter, exit, department)), \
+                         runs AS (SELECT person_id, department, enter, exit, \
+                           SUM(starts) OVER (PARTITION BY person_id & 63 ORDER BY person_id, enter, exit, department \
                              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run FROM marked), \
                          stays AS (SELECT department, \
                            date_part('epoch', MAX(exit)) - date_part('epoch', MIN(enter)) AS d \
-                           FROM runs GROUP BY department, run) \
+                           FROM runs GROUP BY person_id, department, run) \
                          SELECT department, COUNT(*) AS stays, \
                                 SUM(CASE WHEN d < 60 THEN 1 ELSE 0 END) AS under_1m, \
                                 SUM(CASE WHEN d >= 60 AND d < 300 THEN 1 ELSE 0 END) AS m1_5, \
