@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use edge_agent::config::{CameraConfig, MaskAnchor, OnEos};
+use edge_agent::config::{CameraConfig, OnEos};
 use edge_agent::inference::{self, DetectionParams, Detector};
 use edge_agent::queue::{Frame, FrameQueue, Next};
 use edge_agent::source::{self, CameraStats};
@@ -45,15 +45,8 @@ fn asset(name: &str) -> PathBuf {
 
 fn vtest_frames() -> Vec<Frame> {
     let camera = CameraConfig {
-        id: "file".into(),
-        url: format!("file://{}", asset("vtest.avi").display()),
-        max_fps: 0.0,
-        rtsp_tcp: true,
         on_eos: Some(OnEos::Stop),
-        stall_timeout_s: edge_agent::config::default_stall_timeout_s(),
-        roi: Vec::new(),
-        exclude: Vec::new(),
-        mask_anchor: MaskAnchor::default(),
+        ..CameraConfig::new("file", format!("file://{}", asset("vtest.avi").display()))
     };
     let queue = Arc::new(FrameQueue::new(1));
     let stats = Arc::new(CameraStats::default());

@@ -32,7 +32,7 @@
 //! first at the next start.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -150,6 +150,9 @@ pub struct EgressStats {
     pub recovered_records: AtomicU64,
     /// Deliveries are failing: from a failed delivery to the next confirmed one.
     pub kafka_failing: AtomicBool,
+    /// Since when (Unix microseconds) deliveries have been failing; 0 while
+    /// they succeed.
+    pub failing_since_us: AtomicI64,
 }
 
 /// A snapshot of [`EgressStats`].
@@ -604,6 +607,7 @@ impl Sender {
                 if self.failures > 0 {
                     self.failures = 0;
                     stats.kafka_failing.store(false, Ordering::Relaxed);
+                    stats.failing_since_us.store(0, Ordering::Relaxed);
                     let outage = self.outage_since.take().map(|since| since.elapsed());
                     tracing::info!(
                         outage_s = outage.unwrap_or_default().as_secs_f64(),
@@ -653,6 +657,10 @@ impl Sender {
         let pending = self.shared.stats.pending_records.load(Ordering::Relaxed);
         if self.outage_since.is_none() {
             self.outage_since = Some(Instant::now());
+            self.shared
+                .stats
+                .failing_since_us
+                .store(service_kit::clock::now_us(), Ordering::Relaxed);
             tracing::warn!(%error, pending, "Kafka delivery failed; keeping messages in the spool and retrying");
         } else {
             tracing::warn!(%error, pending, attempts = self.failures, "Kafka delivery still failing; retrying");

@@ -1,7 +1,12 @@
 //! ONNX Runtime inference: the person detector and the appearance embedder.
 //!
-//! Both own their input tensors and reuse them frame after frame; the only
-//! per-frame allocations are the outputs handed to the publisher.
+//! Both own their input tensors and reuse them batch after batch (they grow
+//! to the largest batch seen, then stay); the only per-frame allocations are
+//! the outputs handed to the publisher. The detector runs several frames,
+//! each letterboxed into its slice of one `[N, 3, H, W]` input, as one call
+//! (the imported models have a symbolic batch dimension) and decodes each
+//! batch item's heads separately; the embedder runs all crops of a batch
+//! together.
 
 use std::path::Path;
 
@@ -11,7 +16,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 use vision::bbox::BBox;
-use vision::letterbox::{RgbFrame, crop_resize_into, letterbox_into};
+use vision::letterbox::{Letterbox, RgbFrame, crop_resize_into, letterbox_into};
 use vision::nms::nms;
 use vision::yolo::{Candidate, DecodeParams, DetectorSpec, METADATA_KEY, decode_head};
 
@@ -96,7 +101,10 @@ pub struct Detector {
     session: Session,
     spec: DetectorSpec,
     params: DetectionParams,
+    /// `[capacity, 3, H, W]`; a batch of N uses the first N items.
     input: Array4<f32>,
+    /// The letterbox of each item of the last batch.
+    geometry: Vec<Letterbox>,
     model_id: String,
 }
 
@@ -156,8 +164,51 @@ impl Detector {
             spec,
             params,
             input,
+            geometry: Vec::new(),
             model_id,
         })
+    }
+
+    /// Makes room for batches of `frames` frames now rather than at the
+    /// first such batch.
+    pub fn reserve(&mut self, frames: usize) {
+        if self.input.len_of(Axis(0)) < frames {
+            let (_, c, h, w) = self.input.dim();
+            self.input = Array4::from_elem((frames, c, h, w), 0.5);
+        }
+        self.geometry.reserve(frames);
+    }
+
+    /// The network's input size, `(width, height)`.
+    pub fn input_size(&self) -> (usize, usize) {
+        (
+            self.spec.input_width as usize,
+            self.spec.input_height as usize,
+        )
+    }
+
+    /// Letterboxes `frames` into the first `frames.len()` items of the input
+    /// tensor (for [`forward`](Self::forward)).
+    pub fn letterbox(&mut self, frames: &[RgbFrame<'_>]) {
+        self.reserve(frames.len());
+        self.geometry.clear();
+        for (i, frame) in frames.iter().enumerate() {
+            let geometry = letterbox_into(frame, self.input.index_axis_mut(Axis(0), i));
+            self.geometry.push(geometry);
+        }
+    }
+
+    /// Runs the model alone on the first `batch` letterboxed items, as
+    /// [`letterbox`](Self::letterbox) left them, and discards the outputs:
+    /// the bare inference cost, for benchmarks.
+    pub fn forward(&mut self, batch: usize) -> Result<(), InferenceError> {
+        self.reserve(batch);
+        let input = self.input.slice(ndarray::s![..batch, .., .., ..]);
+        let tensor = TensorRef::from_array_view(input).map_err(ort_err)?;
+        self.session
+            .run(ort::inputs!["images" => tensor])
+            .map_err(ort_err)?;
+        Ok(())
     }
 
     /// `<file stem>@<W>x<H>`, written into every message.
@@ -168,8 +219,25 @@ impl Detector {
     /// Detects objects of the configured classes; boxes in frame pixels,
     /// clipped to the frame, best first.
     pub fn detect(&mut self, frame: &RgbFrame<'_>) -> Result<Vec<Candidate>, InferenceError> {
-        let geometry = letterbox_into(frame, self.input.index_axis_mut(Axis(0), 0));
-        let tensor = TensorRef::from_array_view(self.input.view()).map_err(ort_err)?;
+        Ok(self
+            .detect_batch(std::slice::from_ref(frame))?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// [`detect`](Self::detect) for several frames (of any sizes) with one
+    /// model call: one list of candidates per frame, in order.
+    pub fn detect_batch(
+        &mut self,
+        frames: &[RgbFrame<'_>],
+    ) -> Result<Vec<Vec<Candidate>>, InferenceError> {
+        let n = frames.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        self.letterbox(frames);
+        let input = self.input.slice(ndarray::s![..n, .., .., ..]);
+        let tensor = TensorRef::from_array_view(input).map_err(ort_err)?;
         let outputs = self
             .session
             .run(ort::inputs!["images" => tensor])
@@ -178,7 +246,7 @@ impl Detector {
             score_threshold: self.params.score_threshold,
             classes: Some(&self.params.classes),
         };
-        let mut candidates = Vec::new();
+        let mut candidates = vec![Vec::new(); n];
         for head in &self.spec.heads {
             let Some(value) = outputs.get(&head.output) else {
                 return Err(InferenceError::Ort(format!(
@@ -188,23 +256,31 @@ impl Detector {
             };
             let array = value.try_extract_array::<f32>().map_err(ort_err)?;
             let array = array.into_dimensionality::<Ix4>().map_err(ort_err)?;
-            decode_head(
-                &self.spec,
-                head,
-                array.index_axis(Axis(0), 0),
-                params,
-                &mut candidates,
-            )
-            .map_err(ort_err)?;
+            if array.len_of(Axis(0)) != n {
+                return Err(InferenceError::Ort(format!(
+                    "output {} has {} batch items for {n} frames: the model does not take batches",
+                    head.output,
+                    array.len_of(Axis(0))
+                )));
+            }
+            for (item, out) in array.outer_iter().zip(candidates.iter_mut()) {
+                decode_head(&self.spec, head, item, params, out).map_err(ort_err)?;
+            }
         }
-        let (w, h) = (frame.width as f32, frame.height as f32);
-        Ok(nms(candidates, self.params.nms_iou_threshold)
+        Ok(candidates
             .into_iter()
-            .filter_map(|c| {
-                Some(Candidate {
-                    bbox: geometry.to_source(c.bbox).clip(w, h)?,
-                    ..c
-                })
+            .zip(frames.iter().zip(&self.geometry))
+            .map(|(found, (frame, geometry))| {
+                let (w, h) = (frame.width as f32, frame.height as f32);
+                nms(found, self.params.nms_iou_threshold)
+                    .into_iter()
+                    .filter_map(|c| {
+                        Some(Candidate {
+                            bbox: geometry.to_source(c.bbox).clip(w, h)?,
+                            ..c
+                        })
+                    })
+                    .collect()
             })
             .collect())
     }
@@ -214,7 +290,13 @@ impl Detector {
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-/// The appearance embedder: one batched call per frame for all crops.
+/// Most crops per embedder call: a crowded batch of frames is embedded in
+/// several calls, which bounds the input tensor at 64 x 3 x 128 x 64 floats
+/// (6 MiB) for the default crop size.
+pub const MAX_EMBED_BATCH: usize = 64;
+
+/// The appearance embedder: one batched call for all crops of a batch of
+/// frames (up to [`MAX_EMBED_BATCH`] per call).
 pub struct Embedder {
     session: Session,
     input: Array4<f32>,
@@ -265,14 +347,24 @@ impl Embedder {
         frame: &RgbFrame<'_>,
         boxes: &[BBox],
     ) -> Result<Vec<Vec<f32>>, InferenceError> {
-        if boxes.is_empty() {
+        let crops: Vec<(&RgbFrame<'_>, BBox)> = boxes.iter().map(|&b| (frame, b)).collect();
+        self.embed_crops(&crops)
+    }
+
+    /// L2-normalised embeddings of crops of any frames, in order, with one
+    /// model call (callers bound the batch: see [`MAX_EMBED_BATCH`]).
+    pub fn embed_crops(
+        &mut self,
+        crops: &[(&RgbFrame<'_>, BBox)],
+    ) -> Result<Vec<Vec<f32>>, InferenceError> {
+        if crops.is_empty() {
             return Ok(Vec::new());
         }
-        if self.input.len_of(Axis(0)) < boxes.len() {
-            // Grows to the busiest frame seen, then stays.
-            self.input = Array4::zeros((boxes.len(), 3, self.height, self.width));
+        if self.input.len_of(Axis(0)) < crops.len() {
+            // Grows to the busiest batch seen, then stays.
+            self.input = Array4::zeros((crops.len(), 3, self.height, self.width));
         }
-        for (i, bbox) in boxes.iter().enumerate() {
+        for (i, (frame, bbox)) in crops.iter().enumerate() {
             crop_resize_into(
                 frame,
                 *bbox,
@@ -281,7 +373,7 @@ impl Embedder {
                 STD,
             );
         }
-        let batch = self.input.slice(ndarray::s![..boxes.len(), .., .., ..]);
+        let batch = self.input.slice(ndarray::s![..crops.len(), .., .., ..]);
         let tensor = TensorRef::from_array_view(batch).map_err(ort_err)?;
         let outputs = self
             .session

@@ -6,48 +6,62 @@
 //!   pattern), the analysis rate, reconnects with back-off, camera state.
 //! - [`queue`]: the frame hand-off between sources and inference (live
 //!   cameras keep the newest frame; files wait).
-//! - [`inference`]: ONNX Runtime detector (letterbox → YOLO → NMS) and
-//!   appearance embedder (batched crops, L2-normalised).
-//! - [`analyse`] (here): one frame's detections, masked by the camera's ROI
-//!   and exclusion polygons before the survivors are embedded.
+//! - [`batch`]: the pure policy grouping frames of different cameras into
+//!   one detector batch, with a timeout.
+//! - [`inference`]: ONNX Runtime detector (letterbox → YOLO → NMS, batched
+//!   across cameras) and appearance embedder (batched crops, L2-normalised).
+//! - [`analyse_batch`] (here): a batch's detections, masked by each camera's
+//!   ROI and exclusion polygons before the survivors are embedded together.
 //! - [`publish`]: protobuf encoding of detections and health reports into
 //!   the durable spool.
 //! - [`egress`]: the spool → Kafka sender: in-order delivery, retries from
 //!   the spool, the egress counters.
-//! - [`model`]: the `model import-darknet` command.
+//! - [`metrics`]: the Prometheus metrics and the `/healthz` rule.
+//! - [`model`]: the `model import-darknet` and `model generate-weights`
+//!   commands.
+//! - [`bench`]: the `bench` command (inference and end-to-end throughput).
 //!
-//! Data flow: camera threads → [`queue::FrameQueue`] → one inference thread →
+//! Data flow: camera threads → [`queue::FrameQueue`] → one inference thread
+//! (batches of up to `detector.max_batch` frames of different cameras) →
 //! bounded channel (blocks: detections are never shed) → publisher task →
 //! on-disk spool (bounded: drops its oldest records when full) → sender →
 //! Kafka. Shutdown stops the sources, drains queued frames, then sends what
 //! the spool holds for up to `egress.shutdown_timeout_s`; the rest stays in
 //! the spool for the next start.
 
+pub mod batch;
+pub mod bench;
 pub mod config;
 pub mod egress;
 pub mod inference;
+pub mod metrics;
 pub mod model;
 pub mod publish;
 pub mod queue;
 pub mod source;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use schemas::v1::{Detection, Embedding, FrameDetections};
 use service_kit::config::ConfigError;
+use service_kit::metrics::{Registry, ServeError};
 use tokio::sync::mpsc;
 use vision::bbox::BBox;
 use vision::letterbox::RgbFrame;
 use vision::roi::RegionFilter;
 use vision::yolo::Candidate;
 
+use crate::batch::BatchPolicy;
 use crate::config::EdgeConfig;
 use crate::egress::EgressSummary;
-use crate::inference::{DetectionParams, Detector, Embedder, InferenceError};
+use crate::inference::{DetectionParams, Detector, Embedder, InferenceError, MAX_EMBED_BATCH};
+use crate::metrics::{BatchTimings, InferenceMetrics};
 use crate::publish::{Outgoing, PublishError, PublishSettings, Publisher};
-use crate::queue::{FrameQueue, Next};
+use crate::queue::{FrameQueue, NextBatch};
 use crate::source::CameraStats;
 
 /// Why the agent stopped with an error.
@@ -62,6 +76,9 @@ pub enum EdgeError {
     /// The spool could not be opened or the Kafka producer created.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// The metrics endpoint could not listen.
+    #[error(transparent)]
+    Metrics(#[from] ServeError),
     /// A thread could not be started.
     #[error("cannot start thread: {0}")]
     Thread(#[from] std::io::Error),
@@ -104,6 +121,18 @@ pub async fn run(
     config: EdgeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunSummary, EdgeError> {
+    run_with(config, shutdown, |_| {}).await
+}
+
+/// [`run`], calling `on_metrics` with the address the `/metrics` endpoint
+/// listens on (when `[metrics]` is configured) as soon as it does: with
+/// port 0 this is how a caller (a test) learns the port. The endpoint
+/// serves until the run returns, through the egress's shutdown flush.
+pub async fn run_with(
+    config: EdgeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_metrics: impl FnOnce(SocketAddr),
+) -> Result<RunSummary, EdgeError> {
     // Checked by `EdgeConfig::validate`; built here once per camera.
     let filters = config
         .cameras
@@ -121,12 +150,14 @@ pub async fn run(
         nms_iou_threshold: config.detector.nms_iou_threshold,
         classes: config.detector.classes.clone(),
     };
-    let detector = Detector::load(
+    let mut detector = Detector::load(
         &env,
         &config.detector.model,
         params,
         config.detector.intra_threads,
     )?;
+    let policy = config.detector.batch_policy();
+    detector.reserve(policy.max_batch);
     let embedder = if config.embedder.enabled {
         let e = &config.embedder;
         Some(Embedder::load(
@@ -143,6 +174,8 @@ pub async fn run(
         model = detector.model_id(),
         embedder = embedder.as_ref().map(|e| e.embedder_id()),
         cameras = config.cameras.len(),
+        max_batch = policy.max_batch,
+        batch_timeout_ms = policy.timeout.as_millis() as u64,
         "Edge agent starting"
     );
     for (camera, filter) in config.cameras.iter().zip(&filters) {
@@ -156,6 +189,23 @@ pub async fn run(
     let stats: Arc<Vec<Arc<CameraStats>>> =
         Arc::new(cameras.iter().map(|_| Arc::default()).collect());
     let stop = Arc::new(AtomicBool::new(false));
+    let registry = Registry::new();
+    let inference_metrics = InferenceMetrics::new(&registry, &cameras);
+    // Serves until the end of the run (the trigger fires when dropped).
+    let (_metrics_stop, metrics_shutdown) = service_kit::shutdown::channel();
+    if let Some(metrics) = &config.metrics {
+        metrics::add_agent_collector(
+            &registry,
+            Arc::clone(&cameras),
+            Arc::clone(&stats),
+            publisher.stats(),
+            metrics.unhealthy_after(),
+        );
+        let address =
+            service_kit::metrics::serve(&metrics.listen, registry.clone(), metrics_shutdown)
+                .await?;
+        on_metrics(address);
+    }
     // Bounded; blocking senders: detections toward Kafka are never shed.
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(256);
 
@@ -190,7 +240,15 @@ pub async fn run(
         std::thread::Builder::new()
             .name("inference".into())
             .spawn(move || {
-                inference_loop(&queue, &cameras, &filters, &stats, detector, embedder, &tx)
+                let models = Models { detector, embedder };
+                let worker = Worker {
+                    cameras: &cameras,
+                    filters: &filters,
+                    stats: &stats,
+                    metrics: &inference_metrics,
+                    out: &tx,
+                };
+                worker.run(&queue, &policy, models)
             })?
     };
     drop(out_tx);
@@ -241,53 +299,77 @@ pub async fn run(
     })
 }
 
-/// The inference thread: analyses frames until the queue closes. Returns the
-/// number of person boxes published per camera.
-fn inference_loop(
-    queue: &FrameQueue,
-    cameras: &[config::CameraConfig],
-    filters: &[RegionFilter],
-    stats: &[Arc<CameraStats>],
-    mut detector: Detector,
-    mut embedder: Option<Embedder>,
-    out: &mpsc::Sender<Outgoing>,
-) -> Vec<u64> {
-    let mut persons = vec![0u64; cameras.len()];
-    let model_id = detector.model_id().to_string();
-    let embedder_id = embedder
-        .as_ref()
-        .map(|e| e.embedder_id().to_string())
-        .unwrap_or_default();
-    loop {
-        let message = match queue.next() {
-            Next::Closed => break,
-            Next::Ended(camera) => FrameDetections {
-                schema_version: schemas::SCHEMA_VERSION,
-                camera_id: cameras[camera].id.clone(),
-                model_id: model_id.clone(),
-                embedder_id: embedder_id.clone(),
-                end_of_stream: true,
-                capture_ts_us: service_kit::clock::now_us(),
-                ..Default::default()
-            },
-            Next::Frame(frame) => {
-                let camera = &cameras[frame.camera];
-                let filter = &filters[frame.camera];
-                let analysis = match analyse(&frame, &mut detector, embedder.as_mut(), filter) {
+/// The models the inference thread owns.
+struct Models {
+    detector: Detector,
+    embedder: Option<Embedder>,
+}
+
+/// What the inference thread works with.
+struct Worker<'a> {
+    cameras: &'a [config::CameraConfig],
+    filters: &'a [RegionFilter],
+    stats: &'a [Arc<CameraStats>],
+    metrics: &'a InferenceMetrics,
+    out: &'a mpsc::Sender<Outgoing>,
+}
+
+impl Worker<'_> {
+    /// Analyses batches until the queue closes. Returns the number of person
+    /// boxes published per camera.
+    fn run(&self, queue: &FrameQueue, policy: &BatchPolicy, mut models: Models) -> Vec<u64> {
+        let mut persons = vec![0u64; self.cameras.len()];
+        let model_id = models.detector.model_id().to_string();
+        let embedder_id = models
+            .embedder
+            .as_ref()
+            .map(|e| e.embedder_id().to_string())
+            .unwrap_or_default();
+        loop {
+            let frames = match queue.next_batch(policy) {
+                NextBatch::Closed => break,
+                NextBatch::Frames(frames) => frames,
+                NextBatch::Ended(camera) => {
+                    let message = FrameDetections {
+                        schema_version: schemas::SCHEMA_VERSION,
+                        camera_id: self.cameras[camera].id.clone(),
+                        model_id: model_id.clone(),
+                        embedder_id: embedder_id.clone(),
+                        end_of_stream: true,
+                        capture_ts_us: service_kit::clock::now_us(),
+                        ..Default::default()
+                    };
+                    if !self.send(message) {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let items: Vec<(&queue::Frame, &RegionFilter)> = frames
+                .iter()
+                .map(|frame| (frame, &self.filters[frame.camera]))
+                .collect();
+            let batch = analyse_batch(&items, &mut models.detector, models.embedder.as_mut());
+            self.metrics.batch(&batch.timings);
+            for (frame, analysis) in frames.iter().zip(batch.frames) {
+                let camera = &self.cameras[frame.camera];
+                let analysis = match analysis {
                     Ok(a) => a,
                     Err(error) => {
                         tracing::warn!(camera = %camera.id, seq = frame.seq, %error, "Frame not analysed");
+                        self.metrics.failed(&camera.id, 1);
                         continue;
                     }
                 };
-                let camera_stats = &stats[frame.camera];
+                let camera_stats = &self.stats[frame.camera];
                 camera_stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
                 camera_stats
                     .persons_masked
                     .fetch_add(analysis.masked, Ordering::Relaxed);
                 let detections = analysis.detections;
                 persons[frame.camera] += detections.len() as u64;
-                FrameDetections {
+                self.metrics.analysed(&camera.id, detections.len() as u64);
+                let message = FrameDetections {
                     schema_version: schemas::SCHEMA_VERSION,
                     camera_id: camera.id.clone(),
                     frame_seq: frame.seq,
@@ -298,15 +380,23 @@ fn inference_loop(
                     embedder_id: embedder_id.clone(),
                     detections,
                     end_of_stream: false,
+                };
+                if !self.send(message) {
+                    return persons;
                 }
             }
-        };
-        if out.blocking_send(Outgoing::Frame(message)).is_err() {
-            tracing::error!("Publisher is gone; stopping inference");
-            break;
         }
+        persons
     }
-    persons
+
+    /// Hands a message to the publisher; false when it is gone.
+    fn send(&self, message: FrameDetections) -> bool {
+        let sent = self.out.blocking_send(Outgoing::Frame(message)).is_ok();
+        if !sent {
+            tracing::error!("Publisher is gone; stopping inference");
+        }
+        sent
+    }
 }
 
 /// What [`analyse`] found in one frame.
@@ -318,6 +408,15 @@ pub struct Analysis {
     pub masked: u64,
 }
 
+/// What [`analyse_batch`] found, and what it cost.
+#[derive(Debug)]
+pub struct BatchAnalysis {
+    /// Each frame's analysis, in order.
+    pub frames: Vec<Result<Analysis, InferenceError>>,
+    /// The detector and embedder calls.
+    pub timings: BatchTimings,
+}
+
 /// Detects the people of one frame, drops those the camera's `filter` masks
 /// and embeds the rest.
 pub fn analyse(
@@ -326,48 +425,145 @@ pub fn analyse(
     embedder: Option<&mut Embedder>,
     filter: &RegionFilter,
 ) -> Result<Analysis, InferenceError> {
-    let rgb = RgbFrame::new(&frame.data, frame.width, frame.height, frame.stride)
-        .map_err(|e| InferenceError::Ort(format!("bad frame: {e}")))?;
-    let candidates = detector.detect(&rgb)?;
-    detections(candidates, filter, |boxes| match embedder {
-        Some(embedder) => Ok(embedder
-            .embed(&rgb, boxes)?
-            .into_iter()
-            .map(|v| Some(schemas::embedding::quantise(&v)))
-            .collect()),
-        None => Ok(vec![None; boxes.len()]),
-    })
+    analyse_batch(&[(frame, filter)], detector, embedder)
+        .frames
+        .pop()
+        .unwrap_or_else(|| Err(InferenceError::Ort("no analysis".into())))
 }
 
-/// The published detections of a frame's candidates (after NMS and the class
-/// filter). The masks come first, so masked people cost no embedding time:
-/// `embed` gets the boxes of the people kept and returns one embedding each.
-fn detections(
-    mut candidates: Vec<Candidate>,
-    filter: &RegionFilter,
-    embed: impl FnOnce(&[BBox]) -> Result<Vec<Option<Embedding>>, InferenceError>,
-) -> Result<Analysis, InferenceError> {
-    let masked = if filter.is_empty() {
-        0
-    } else {
-        filter.retain(&mut candidates) as u64
+/// [`analyse`] for a batch of frames, each with its camera's filter: one
+/// detector call for all frames, then one embedder call for all crops kept
+/// (up to [`MAX_EMBED_BATCH`] crops per call). A malformed frame fails
+/// alone; a failed model call fails every frame that was in it.
+pub fn analyse_batch(
+    frames: &[(&queue::Frame, &RegionFilter)],
+    detector: &mut Detector,
+    embedder: Option<&mut Embedder>,
+) -> BatchAnalysis {
+    let mut timings = BatchTimings::default();
+    let mut results: Vec<Result<Analysis, InferenceError>> = Vec::with_capacity(frames.len());
+    let mut valid = Vec::with_capacity(frames.len());
+    let mut rgbs = Vec::with_capacity(frames.len());
+    for (index, (frame, _)) in frames.iter().enumerate() {
+        match RgbFrame::new(&frame.data, frame.width, frame.height, frame.stride) {
+            Ok(rgb) => {
+                rgbs.push(rgb);
+                valid.push(index);
+                results.push(Ok(Analysis::default()));
+            }
+            Err(e) => results.push(Err(InferenceError::Ort(format!("bad frame: {e}")))),
+        }
+    }
+    if rgbs.is_empty() {
+        return BatchAnalysis {
+            frames: results,
+            timings,
+        };
+    }
+    let fail_all = |results: &mut Vec<Result<Analysis, InferenceError>>, error: &InferenceError| {
+        for &index in &valid {
+            results[index] = Err(InferenceError::Ort(error.to_string()));
+        }
     };
-    let boxes: Vec<BBox> = candidates.iter().map(|c| c.bbox).collect();
-    let embeddings = embed(&boxes)?;
-    let detections = candidates
-        .iter()
-        .zip(embeddings)
-        .map(|(c, embedding)| Detection {
-            x: c.bbox.x,
-            y: c.bbox.y,
-            width: c.bbox.w,
-            height: c.bbox.h,
-            score: c.score,
-            class_id: c.class_id,
-            embedding,
-        })
+    let started = Instant::now();
+    let found = detector.detect_batch(&rgbs);
+    timings.frames = rgbs.len();
+    timings.detect = Some(started.elapsed());
+    let found = match found {
+        Ok(found) => found,
+        Err(error) => {
+            fail_all(&mut results, &error);
+            return BatchAnalysis {
+                frames: results,
+                timings,
+            };
+        }
+    };
+    let per_frame = found
+        .into_iter()
+        .zip(&valid)
+        .map(|(candidates, &index)| (candidates, frames[index].1))
         .collect();
-    Ok(Analysis { detections, masked })
+    let analysed = detections(per_frame, |crops| match embedder {
+        Some(embedder) => {
+            let mut embeddings = Vec::with_capacity(crops.len());
+            let mut batch = Vec::with_capacity(crops.len().min(MAX_EMBED_BATCH));
+            for chunk in crops.chunks(MAX_EMBED_BATCH) {
+                batch.clear();
+                batch.extend(chunk.iter().map(|&(item, bbox)| (&rgbs[item], bbox)));
+                let started = Instant::now();
+                let vectors = embedder.embed_crops(&batch)?;
+                timings.embed.push((started.elapsed(), chunk.len()));
+                embeddings.extend(
+                    vectors
+                        .iter()
+                        .map(|v| Some(schemas::embedding::quantise(v))),
+                );
+            }
+            Ok(embeddings)
+        }
+        None => Ok(vec![None; crops.len()]),
+    });
+    match analysed {
+        Ok(analyses) => {
+            for (analysis, &index) in analyses.into_iter().zip(&valid) {
+                results[index] = Ok(analysis);
+            }
+        }
+        Err(error) => fail_all(&mut results, &error),
+    }
+    BatchAnalysis {
+        frames: results,
+        timings,
+    }
+}
+
+/// The published detections of each frame's candidates (after NMS and the
+/// class filter), with the frame's filter. The masks come first, so masked
+/// people cost no embedding time: `embed` gets the crops of the people kept
+/// in every frame, as (frame index, box), and returns one embedding each.
+fn detections(
+    frames: Vec<(Vec<Candidate>, &RegionFilter)>,
+    embed: impl FnOnce(&[(usize, BBox)]) -> Result<Vec<Option<Embedding>>, InferenceError>,
+) -> Result<Vec<Analysis>, InferenceError> {
+    let mut kept = Vec::with_capacity(frames.len());
+    let mut crops = Vec::new();
+    for (index, (mut candidates, filter)) in frames.into_iter().enumerate() {
+        let masked = if filter.is_empty() {
+            0
+        } else {
+            filter.retain(&mut candidates) as u64
+        };
+        crops.extend(candidates.iter().map(|c| (index, c.bbox)));
+        kept.push((candidates, masked));
+    }
+    let embeddings = embed(&crops)?;
+    if embeddings.len() != crops.len() {
+        return Err(InferenceError::Ort(format!(
+            "{} embeddings for {} crops",
+            embeddings.len(),
+            crops.len()
+        )));
+    }
+    let mut embeddings = embeddings.into_iter();
+    Ok(kept
+        .into_iter()
+        .map(|(candidates, masked)| {
+            let detections = candidates
+                .iter()
+                .map(|c| Detection {
+                    x: c.bbox.x,
+                    y: c.bbox.y,
+                    width: c.bbox.w,
+                    height: c.bbox.h,
+                    score: c.score,
+                    class_id: c.class_id,
+                    embedding: embeddings.next().flatten(),
+                })
+                .collect();
+            Analysis { detections, masked }
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -401,6 +597,73 @@ mod tests {
         })
     }
 
+    /// [`detections`] of one frame; `embed` gets its boxes.
+    fn one(
+        candidates: Vec<Candidate>,
+        filter: &RegionFilter,
+        embed: impl FnOnce(&[BBox]) -> Result<Vec<Option<Embedding>>, InferenceError>,
+    ) -> Result<Analysis, InferenceError> {
+        let analyses = detections(vec![(candidates, filter)], |crops| {
+            assert!(crops.iter().all(|&(frame, _)| frame == 0));
+            embed(&crops.iter().map(|&(_, b)| b).collect::<Vec<_>>())
+        })?;
+        assert_eq!(analyses.len(), 1);
+        Ok(analyses.into_iter().next().unwrap())
+    }
+
+    #[test]
+    fn a_batch_embeds_the_crops_of_all_frames_in_one_call_and_keeps_them_apart() {
+        let exclude_left = RegionFilter {
+            exclude: vec![rect(0.0, 0.0, 300.0, 576.0)],
+            ..Default::default()
+        };
+        let everything = RegionFilter::default();
+        let frames = vec![
+            (
+                vec![person(10.0, 0.0, 0.9), person(500.0, 0.0, 0.8)],
+                &exclude_left,
+            ),
+            (Vec::new(), &exclude_left),
+            (
+                vec![person(20.0, 0.0, 0.7), person(30.0, 0.0, 0.6)],
+                &everything,
+            ),
+        ];
+        let mut calls = 0;
+        let analyses = detections(frames, |crops| {
+            calls += 1;
+            let seen: Vec<(usize, f32)> = crops.iter().map(|&(i, b)| (i, b.x)).collect();
+            assert_eq!(seen, [(0, 500.0), (2, 20.0), (2, 30.0)]);
+            Ok(crops.iter().map(|(_, b)| tag(b)).collect())
+        })
+        .unwrap();
+        assert_eq!(calls, 1);
+        let xs = |a: &Analysis| -> Vec<(f32, f32)> {
+            a.detections
+                .iter()
+                .map(|d| (d.x, d.embedding.as_ref().unwrap().scale))
+                .collect()
+        };
+        assert_eq!(analyses.len(), 3);
+        assert_eq!(
+            (xs(&analyses[0]), analyses[0].masked),
+            (vec![(500.0, 500.0)], 1)
+        );
+        assert_eq!((xs(&analyses[1]), analyses[1].masked), (vec![], 0));
+        assert_eq!(
+            (xs(&analyses[2]), analyses[2].masked),
+            (vec![(20.0, 20.0), (30.0, 30.0)], 0)
+        );
+        let short = detections(
+            vec![(vec![person(0.0, 0.0, 0.9)], &RegionFilter::default())],
+            |_| Ok(Vec::new()),
+        );
+        assert!(
+            short.is_err(),
+            "a missing embedding is an error, not a shift"
+        );
+    }
+
     #[test]
     fn masked_people_are_dropped_before_embedding_and_counted() {
         // A 768x576 frame: the ROI is the floor (y >= 200), a TV screen in
@@ -421,7 +684,7 @@ mod tests {
             person(400.0, 476.0, 0.5), // feet (420, 576): on the frame's edge, kept
         ];
         let mut embedded = Vec::new();
-        let analysis = detections(candidates, &filter, |boxes| {
+        let analysis = one(candidates, &filter, |boxes| {
             embedded.extend_from_slice(boxes);
             Ok(boxes.iter().map(tag).collect())
         })
@@ -462,7 +725,7 @@ mod tests {
         // below the exclusion.
         let candidates = vec![person(0.0, 180.0, 0.9), person(100.0, 210.0, 0.8)];
         let no_embedding = |boxes: &[BBox]| Ok(vec![None; boxes.len()]);
-        let analysis = detections(candidates.clone(), &filter, no_embedding).unwrap();
+        let analysis = one(candidates.clone(), &filter, no_embedding).unwrap();
         assert_eq!(analysis.masked, 1);
         assert_eq!(analysis.detections.len(), 1);
         assert_eq!(analysis.detections[0].x, 100.0);
@@ -470,14 +733,14 @@ mod tests {
             anchor: Anchor::BottomCentre,
             ..filter
         };
-        let analysis = detections(candidates, &feet, no_embedding).unwrap();
+        let analysis = one(candidates, &feet, no_embedding).unwrap();
         assert_eq!((analysis.masked, analysis.detections.len()), (0, 2));
     }
 
     #[test]
     fn without_masks_every_candidate_is_published() {
         let candidates = vec![person(0.0, 0.0, 0.9), person(500.0, 400.0, 0.8)];
-        let analysis = detections(candidates, &RegionFilter::default(), |boxes| {
+        let analysis = one(candidates, &RegionFilter::default(), |boxes| {
             Ok(vec![None; boxes.len()])
         })
         .unwrap();
@@ -493,7 +756,7 @@ mod tests {
             ..Default::default()
         };
         let candidates = vec![person(0.0, 0.0, 0.9), person(500.0, 400.0, 0.8)];
-        let analysis = detections(candidates, &filter, |boxes| {
+        let analysis = one(candidates, &filter, |boxes| {
             assert!(boxes.is_empty());
             Ok(Vec::new())
         })

@@ -3,8 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+use edge_agent::bench::BenchOptions;
 use edge_agent::config::EdgeConfig;
+use edge_agent::inference::DetectionParams;
 
 /// Argus edge agent: decodes camera streams, detects people with a YOLO model
 /// in ONNX Runtime, embeds their appearance and publishes compact detections
@@ -32,6 +36,51 @@ enum Command {
     /// Model tooling.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Measure throughput on a video: bare detector inference (pre-letterboxed
+    /// frames) and end to end (GStreamer decode, letterbox, detect, embed,
+    /// quantise, protobuf, spool append: all but the network), wire bytes
+    /// per frame, people per frame and resident memory. Prints a table on
+    /// stderr and one JSON line on stdout.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Take the detector, embedder, thresholds, threads, batch size and ONNX
+    /// Runtime library from this configuration. Without it: the assets of
+    /// scripts/setup.sh under $ARGUS_ASSETS (default ~/.cache/argus/assets)
+    /// and ORT_DYLIB_PATH.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Video file. Default: the first file:// camera of --config, else
+    /// $ARGUS_ASSETS/vtest.avi.
+    #[arg(long)]
+    video: Option<PathBuf>,
+    /// Detector ONNX model (an fp32 or int8 import). Default: the
+    /// configured detector, else $ARGUS_ASSETS/yolov3-tiny.onnx.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Frames per detector call. Default: detector.max_batch of --config,
+    /// else 1.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Loop the video until this many seconds have passed (long runs:
+    /// watch the resident memory). Default: play it once.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Stop the end-to-end phase after this many frames.
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Seconds of the bare inference phase.
+    #[arg(long, default_value_t = 5.0)]
+    bare_seconds: f64,
+    /// Leave the embedder out of the end-to-end phase.
+    #[arg(long)]
+    no_embedder: bool,
+    /// ONNX Runtime intra-op threads (0 = its default, all cores). Default:
+    /// the configured detector's.
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +96,20 @@ enum ModelCommand {
         /// ONNX file to write.
         #[arg(long)]
         output: PathBuf,
+    },
+    /// Write a darknet .weights file of deterministic random values for a
+    /// .cfg (for benchmarks of architectures without published weights;
+    /// import it with import-darknet).
+    GenerateWeights {
+        /// darknet .cfg file.
+        #[arg(long)]
+        cfg: PathBuf,
+        /// .weights file to write.
+        #[arg(long)]
+        output: PathBuf,
+        /// Seed: the same seed gives the same bytes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -90,6 +153,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Bench(args) => bench(args),
+        Command::Model(ModelCommand::GenerateWeights { cfg, output, seed }) => {
+            generate_weights(&cfg, &output, seed)
+        }
         Command::Model(ModelCommand::ImportDarknet {
             cfg,
             weights,
@@ -112,6 +179,162 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn generate_weights(cfg: &std::path::Path, output: &std::path::Path, seed: u64) -> ExitCode {
+    match edge_agent::model::generate_weights(cfg, output, seed) {
+        Ok(bytes) => {
+            println!("wrote {} ({bytes} bytes, seed {seed})", output.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The setup script's asset directory.
+fn assets_dir() -> PathBuf {
+    std::env::var_os("ARGUS_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/argus/assets")
+        })
+}
+
+fn bench_options(args: BenchArgs) -> Result<BenchOptions, String> {
+    let assets = assets_dir();
+    let config = match &args.config {
+        Some(path) => Some(EdgeConfig::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let library = config
+        .as_ref()
+        .and_then(|c| c.onnxruntime_library.clone())
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+        .unwrap_or_else(|| assets.join("libonnxruntime.so.1.31.1"));
+    let video = args
+        .video
+        .or_else(|| {
+            config.as_ref().and_then(|c| {
+                c.cameras
+                    .iter()
+                    .find_map(|camera| camera.url.strip_prefix("file://").map(PathBuf::from))
+            })
+        })
+        .unwrap_or_else(|| assets.join("vtest.avi"));
+    let (model, params, threads, batch, embedder) = match &config {
+        Some(c) => (
+            c.detector.model.clone(),
+            DetectionParams {
+                score_threshold: c.detector.score_threshold,
+                nms_iou_threshold: c.detector.nms_iou_threshold,
+                classes: c.detector.classes.clone(),
+            },
+            c.detector.intra_threads,
+            c.detector.max_batch,
+            c.embedder.enabled.then(|| {
+                (
+                    c.embedder.model.clone(),
+                    c.embedder.input_height,
+                    c.embedder.input_width,
+                )
+            }),
+        ),
+        None => (
+            assets.join("yolov3-tiny.onnx"),
+            DetectionParams {
+                score_threshold: 0.3,
+                nms_iou_threshold: 0.45,
+                classes: vec![0],
+            },
+            0,
+            1,
+            Some((assets.join("mobilenetv2-embedder.onnx"), 128, 64)),
+        ),
+    };
+    let seconds = |value: f64, what: &str| {
+        Duration::try_from_secs_f64(value)
+            .map_err(|_| format!("--{what} {value} is not a duration"))
+    };
+    Ok(BenchOptions {
+        video,
+        model: args.model.unwrap_or(model),
+        embedder: embedder.filter(|_| !args.no_embedder),
+        onnxruntime_library: library,
+        params,
+        intra_threads: args.threads.unwrap_or(threads),
+        batch: args.batch.unwrap_or(batch).clamp(1, 64),
+        bare_time: seconds(args.bare_seconds, "bare-seconds")?,
+        duration: args.duration.map(|d| seconds(d, "duration")).transpose()?,
+        max_frames: args.frames,
+    })
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    let options = match bench_options(args) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match edge_agent::bench::run(&options) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (b, e) = (&report.bare, &report.end_to_end);
+    eprintln!(
+        "model {} | embedder {} | {} ({}x{}) | batch {}",
+        report.model,
+        if report.embedder.is_empty() {
+            "none"
+        } else {
+            &report.embedder
+        },
+        report.video,
+        report.frame_width,
+        report.frame_height,
+        b.batch
+    );
+    eprintln!(
+        "  bare inference      {:>9.1} fps  ({:.1} ms per call of {}, {} calls)",
+        b.fps, b.ms_per_call, b.batch, b.calls
+    );
+    eprintln!(
+        "  end to end          {:>9.1} fps  ({} frames in {:.1} s; detector {:.0}%, embedder {:.0}% of the time)",
+        e.fps,
+        e.frames,
+        e.seconds,
+        e.detector_share * 100.0,
+        e.embedder_share * 100.0
+    );
+    eprintln!("  end to end / bare   {:>9.2}", report.e2e_to_bare);
+    eprintln!("  people per frame    {:>9.2}", e.persons_per_frame);
+    eprintln!(
+        "  wire bytes / frame  {:>9.1}  (raw RGB {} bytes: {:.0}x)",
+        e.wire_bytes_per_frame, e.raw_bytes_per_frame, e.raw_to_wire
+    );
+    eprintln!(
+        "  RSS                 {:>9} KiB at start, {} KiB at the end",
+        report.rss_start_kib, report.rss_end_kib
+    );
+    match serde_json::to_string(&report) {
+        Ok(line) => println!("{line}"),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if e.failed > 0 {
+        eprintln!("error: {} frames could not be analysed", e.failed);
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn config_path_display(config: &EdgeConfig) -> String {

@@ -4,9 +4,14 @@
 //! arrives while the previous one still waits replaces it, and the replaced
 //! frame is counted as dropped (inference lag never grows a backlog). A file
 //! source **waits** instead, so every frame of a recording is analysed. The
-//! worker serves cameras round-robin, so one busy camera cannot starve others.
+//! worker serves cameras round-robin, so one busy camera cannot starve others,
+//! and takes frames of several cameras at once as one batch following the
+//! [`batch`](crate::batch) policy.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::batch::{BatchPolicy, Collecting, Offer, Step, cursor_after, next_step};
 
 /// A decoded RGB frame.
 #[derive(Debug)]
@@ -52,6 +57,17 @@ pub enum Put {
 pub enum Next {
     /// A frame to analyse.
     Frame(Frame),
+    /// The camera's stream ended after its last frame.
+    Ended(usize),
+    /// Nothing more will come.
+    Closed,
+}
+
+/// What the worker gets next, in batches.
+#[derive(Debug)]
+pub enum NextBatch {
+    /// Frames to analyse together, at most one per camera.
+    Frames(Vec<Frame>),
     /// The camera's stream ended after its last frame.
     Ended(usize),
     /// Nothing more will come.
@@ -133,29 +149,70 @@ impl FrameQueue {
         self.changed.notify_all();
     }
 
-    /// Blocks until there is something for the worker.
+    /// Blocks until there is something for the worker: one frame at a time.
     pub fn next(&self) -> Next {
+        let one = BatchPolicy {
+            max_batch: 1,
+            timeout: Duration::ZERO,
+        };
+        match self.next_batch(&one) {
+            NextBatch::Frames(mut frames) => match frames.pop() {
+                Some(frame) => Next::Frame(frame),
+                None => Next::Closed,
+            },
+            NextBatch::Ended(camera) => Next::Ended(camera),
+            NextBatch::Closed => Next::Closed,
+        }
+    }
+
+    /// Blocks until there is something for the worker: up to
+    /// `policy.max_batch` frames of different cameras, waiting at most
+    /// `policy.timeout` after the first for the others.
+    pub fn next_batch(&self, policy: &BatchPolicy) -> NextBatch {
         let mut state = self.lock();
+        let mut batch = Collecting::default();
+        let mut frames = Vec::with_capacity(policy.max_batch);
+        let mut offers = Vec::with_capacity(state.slots.len());
         loop {
-            let n = state.slots.len();
-            for step in 0..n {
-                let i = (state.cursor + step) % n;
-                let slot = &mut state.slots[i];
-                if let Some(frame) = slot.frame.take() {
-                    state.cursor = (i + 1) % n;
-                    drop(state);
-                    self.changed.notify_all();
-                    return Next::Frame(frame);
+            let now = Instant::now();
+            offers.clear();
+            offers.extend(state.slots.iter().map(|slot| match slot {
+                Slot { frame: Some(_), .. } => Offer::Frame,
+                Slot { finished: true, .. } => Offer::Finished,
+                Slot { ended: true, .. } => Offer::Ending,
+                _ => Offer::Idle,
+            }));
+            match next_step(policy, &batch, &offers, state.cursor, state.stopped, now) {
+                Step::Take(camera) => {
+                    if let Some(frame) = state.slots[camera].frame.take() {
+                        frames.push(frame);
+                        batch.take(camera, now);
+                        // A waiting source may now put its next frame.
+                        self.changed.notify_all();
+                    }
                 }
-                if slot.ended && !slot.finished {
-                    slot.finished = true;
-                    return Next::Ended(i);
+                Step::Emit => {
+                    if let Some(cursor) = cursor_after(&batch, state.slots.len()) {
+                        state.cursor = cursor;
+                    }
+                    return NextBatch::Frames(frames);
+                }
+                Step::End(camera) => {
+                    state.slots[camera].finished = true;
+                    return NextBatch::Ended(camera);
+                }
+                Step::Close => return NextBatch::Closed,
+                Step::Wait(None) => {
+                    state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                Step::Wait(Some(limit)) => {
+                    state = self
+                        .changed
+                        .wait_timeout(state, limit)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                 }
             }
-            if state.stopped || state.slots.iter().all(|s| s.finished) {
-                return Next::Closed;
-            }
-            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -218,6 +275,82 @@ mod tests {
         assert_eq!(seq(q.next()), (0, 1));
         assert_eq!(producer.join().unwrap(), Put::Stored, "nothing was dropped");
         assert_eq!(seq(q.next()), (0, 2));
+    }
+
+    fn batch(next: NextBatch) -> Vec<(usize, u64)> {
+        match next {
+            NextBatch::Frames(frames) => frames.iter().map(|f| (f.camera, f.seq)).collect(),
+            other => panic!("expected frames, got {other:?}"),
+        }
+    }
+
+    /// Three cameras, one of which never delivers: batches still form (the
+    /// wait is bounded), never hold two frames of one camera, and keep each
+    /// camera's order.
+    #[test]
+    fn batches_form_without_a_silent_camera_and_keep_each_cameras_order() {
+        let q = Arc::new(FrameQueue::new(3));
+        let policy = BatchPolicy {
+            max_batch: 3,
+            timeout: Duration::from_millis(10),
+        };
+        let producers: Vec<_> = (0..2)
+            .map(|camera| {
+                let q = Arc::clone(&q);
+                std::thread::spawn(move || {
+                    for seq in 0..20 {
+                        q.put(frame(camera, seq), WhenFull::Wait);
+                    }
+                    q.end(camera);
+                })
+            })
+            .collect();
+        let mut seen = [Vec::new(), Vec::new()];
+        let mut ended = Vec::new();
+        while ended.len() < 2 {
+            match q.next_batch(&policy) {
+                NextBatch::Frames(frames) => {
+                    assert!(!frames.is_empty() && frames.len() <= 2, "{frames:?}");
+                    if let [a, b] = frames.as_slice() {
+                        assert_ne!(a.camera, b.camera, "one frame per camera");
+                    }
+                    for f in frames {
+                        assert!(!ended.contains(&f.camera), "a frame after the end");
+                        seen[f.camera].push(f.seq);
+                    }
+                }
+                NextBatch::Ended(camera) => ended.push(camera),
+                NextBatch::Closed => panic!("camera 2 is still open"),
+            }
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        let all: Vec<u64> = (0..20).collect();
+        assert_eq!(seen, [all.clone(), all], "every frame, in order");
+        q.stop();
+        assert!(matches!(q.next_batch(&policy), NextBatch::Closed));
+    }
+
+    #[test]
+    fn a_batch_takes_what_is_there_and_the_end_follows_the_last_frame() {
+        let q = FrameQueue::new(3);
+        let policy = BatchPolicy {
+            max_batch: 2,
+            timeout: Duration::from_millis(1),
+        };
+        q.put(frame(2, 7), WhenFull::KeepNewest);
+        q.put(frame(0, 1), WhenFull::KeepNewest);
+        q.put(frame(1, 4), WhenFull::KeepNewest);
+        q.end(0);
+        assert_eq!(batch(q.next_batch(&policy)), [(0, 1), (1, 4)], "full");
+        // Camera 1 may still deliver: the batch waits for it, then goes.
+        assert_eq!(batch(q.next_batch(&policy)), [(2, 7)], "after the timeout");
+        assert!(matches!(q.next_batch(&policy), NextBatch::Ended(0)));
+        // Round-robin: after camera 2, camera 0 (ended), then 1 and 2.
+        q.put(frame(2, 8), WhenFull::KeepNewest);
+        q.put(frame(1, 5), WhenFull::KeepNewest);
+        assert_eq!(batch(q.next_batch(&policy)), [(1, 5), (2, 8)]);
     }
 
     #[test]

@@ -29,15 +29,8 @@ fn asset(name: &str) -> PathBuf {
 /// A file camera on vtest.avi, delivering every frame.
 fn vtest_camera() -> CameraConfig {
     CameraConfig {
-        id: "file".into(),
-        url: format!("file://{}", asset("vtest.avi").display()),
-        max_fps: 0.0,
-        rtsp_tcp: true,
         on_eos: Some(OnEos::Stop),
-        stall_timeout_s: edge_agent::config::default_stall_timeout_s(),
-        roi: Vec::new(),
-        exclude: Vec::new(),
-        mask_anchor: MaskAnchor::default(),
+        ..CameraConfig::new("file", format!("file://{}", asset("vtest.avi").display()))
     }
 }
 
@@ -411,4 +404,135 @@ fn int8_detector_finds_what_the_float32_detector_finds() {
     assert!(recall >= 0.9, "recall {recall}: {agreement:?}");
     assert!(precision >= 0.9, "precision {precision}: {agreement:?}");
     assert!(mean_iou >= 0.85, "mean IoU {mean_iou}: {agreement:?}");
+}
+
+fn rgb(image: &image::RgbImage) -> RgbFrame<'_> {
+    let (w, h) = image.dimensions();
+    RgbFrame::new(image.as_raw(), w as usize, h as usize, 3 * w as usize).unwrap()
+}
+
+/// A detector that keeps every COCO class, so that more boxes are compared.
+fn all_classes_detector(env: &ort::environment::Environment) -> Detector {
+    let params = DetectionParams {
+        score_threshold: 0.2,
+        nms_iou_threshold: 0.45,
+        classes: (0..80).collect(),
+    };
+    Detector::load(env, &asset("yolov3-tiny.onnx"), params, 0).unwrap()
+}
+
+fn assert_same_candidates(
+    single: &[vision::yolo::Candidate],
+    batched: &[vision::yolo::Candidate],
+    what: &str,
+) {
+    assert_eq!(
+        single.len(),
+        batched.len(),
+        "{what}: {single:?} vs {batched:?}"
+    );
+    for (s, b) in single.iter().zip(batched) {
+        assert_eq!(s.class_id, b.class_id, "{what}");
+        assert!((s.score - b.score).abs() < 1e-4, "{what}: {s:?} vs {b:?}");
+        for (x, y) in [
+            (s.bbox.x, b.bbox.x),
+            (s.bbox.y, b.bbox.y),
+            (s.bbox.w, b.bbox.w),
+            (s.bbox.h, b.bbox.h),
+        ] {
+            assert!((x - y).abs() < 1e-3, "{what}: {s:?} vs {b:?}");
+        }
+    }
+}
+
+/// One detector call for N frames finds exactly what N single calls find,
+/// item by item: N copies of one frame, and frames of different sizes and
+/// contents (mirrored, cropped, blank) whose letterboxes differ, so a
+/// batch item decoded with another item's output or geometry would show.
+#[test]
+fn a_batch_finds_what_single_calls_find_item_by_item() {
+    let env = inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap();
+    let mut detector = all_classes_detector(&env);
+    let img = person_jpg();
+    let mirrored = image::imageops::flip_horizontal(&img);
+    let cropped = image::imageops::crop_imm(&img, 100, 0, 400, 424).to_image();
+    let wide = image::imageops::resize(&img, 960, 300, image::imageops::FilterType::Triangle);
+    let blank = image::RgbImage::from_pixel(320, 240, image::Rgb([90, 90, 90]));
+
+    let same = vec![rgb(&img); 4];
+    let single = detector.detect(&same[0]).unwrap();
+    assert!(
+        single.len() >= 2,
+        "person.jpg has a person, a dog and a horse: {single:?}"
+    );
+    let batched = detector.detect_batch(&same).unwrap();
+    assert_eq!(batched.len(), 4);
+    for (i, found) in batched.iter().enumerate() {
+        assert_same_candidates(&single, found, &format!("copy {i}"));
+    }
+
+    let images = [&img, &mirrored, &blank, &cropped, &wide];
+    let frames: Vec<RgbFrame<'_>> = images.iter().map(|i| rgb(i)).collect();
+    let singles: Vec<_> = frames.iter().map(|f| detector.detect(f).unwrap()).collect();
+    let batched = detector.detect_batch(&frames).unwrap();
+    assert_eq!(batched.len(), frames.len());
+    for (i, (s, b)) in singles.iter().zip(&batched).enumerate() {
+        assert_same_candidates(s, b, &format!("frame {i}"));
+    }
+    assert!(singles[2].is_empty(), "nothing in a blank frame");
+    let mirrored_x = |c: &vision::yolo::Candidate| 640.0 - c.bbox.x - c.bbox.w;
+    assert!(
+        (mirrored_x(&batched[1][0]) - batched[0][0].bbox.x).abs() < 8.0,
+        "the mirrored frame's best box is mirrored: {:?} vs {:?}",
+        batched[1][0],
+        batched[0][0]
+    );
+    // A smaller batch after a larger one reuses the input and still agrees.
+    let again = detector.detect_batch(&frames[3..]).unwrap();
+    assert_same_candidates(&singles[3], &again[0], "after a larger batch");
+}
+
+/// The embedder's crops of several frames in one call give the same
+/// embeddings as one call per frame.
+#[test]
+fn embedding_crops_of_several_frames_at_once_matches_per_frame_calls() {
+    let env = inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap();
+    let mut embedder =
+        Embedder::load(&env, &asset("mobilenetv2-embedder.onnx"), 128, 64, 0).unwrap();
+    let img = person_jpg();
+    let mirrored = image::imageops::flip_horizontal(&img);
+    let (a, b) = (rgb(&img), rgb(&mirrored));
+    let boxes_a = [
+        vision::bbox::BBox {
+            x: 180.0,
+            y: 80.0,
+            w: 90.0,
+            h: 300.0,
+        },
+        vision::bbox::BBox {
+            x: 0.0,
+            y: 0.0,
+            w: 100.0,
+            h: 200.0,
+        },
+    ];
+    let boxes_b = [vision::bbox::BBox {
+        x: 370.0,
+        y: 80.0,
+        w: 90.0,
+        h: 300.0,
+    }];
+    let mut separate = embedder.embed(&a, &boxes_a).unwrap();
+    separate.extend(embedder.embed(&b, &boxes_b).unwrap());
+    let crops = [(&a, boxes_a[0]), (&a, boxes_a[1]), (&b, boxes_b[0])];
+    let together = embedder.embed_crops(&crops).unwrap();
+    assert_eq!(together.len(), 3);
+    for (s, t) in separate.iter().zip(&together) {
+        let max_diff = s
+            .iter()
+            .zip(t)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(max_diff < 1e-4, "max difference {max_diff}");
+    }
 }

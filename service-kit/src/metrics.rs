@@ -5,7 +5,10 @@
 //! Names follow `argus_<service>_<name>_<unit>` (counters end in `_total`);
 //! labels are low-cardinality (camera ids, never person or track ids).
 //! Services update metrics once per handled message or batch, next to the
-//! log line that reports the same thing.
+//! log line that reports the same thing. Totals a service already keeps in
+//! atomics elsewhere are copied in by a [collector](Registry::add_collector)
+//! when the endpoint is scraped. Distributions (latencies, batch sizes) are
+//! [`Histogram`]s.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,6 +26,7 @@ use crate::shutdown::Shutdown;
 enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 #[derive(Debug)]
@@ -31,13 +35,111 @@ struct Family {
     kind: Kind,
     /// Rendered label set (`{camera="a"}` or empty) → value.
     series: BTreeMap<String, f64>,
+    /// Rendered label set → distribution (histogram families only).
+    histograms: BTreeMap<String, Histogram>,
 }
 
+/// A distribution of observed values in cumulative buckets, as Prometheus
+/// histograms are: `_bucket{le="…"}` counts the observations `<= le`, up to
+/// `+Inf` (all of them), plus `_sum` and `_count`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// Finite upper bounds, ascending; `+Inf` is implicit.
+    bounds: Vec<f64>,
+    /// Observations per bucket (not cumulative); the last is `+Inf`'s own.
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    /// An empty histogram with these upper bounds. Bounds that are not
+    /// finite are ignored, the rest sorted and deduplicated.
+    pub fn new(bounds: &[f64]) -> Self {
+        let mut bounds: Vec<f64> = bounds.iter().copied().filter(|b| b.is_finite()).collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup();
+        Histogram {
+            counts: vec![0; bounds.len() + 1],
+            bounds,
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// Records one value. NaN is counted in `+Inf` only and left out of the sum.
+    pub fn observe(&mut self, value: f64) {
+        let bucket = self.bounds.partition_point(|&bound| bound < value);
+        let bucket = if value.is_nan() {
+            self.bounds.len()
+        } else {
+            bucket
+        };
+        self.counts[bucket] += 1;
+        self.count += 1;
+        if !value.is_nan() {
+            self.sum += value;
+        }
+    }
+
+    /// `(upper bound, observations <= bound)` per bucket, ending with
+    /// `(+Inf, count)`.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut total = 0;
+        self.bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(&self.counts)
+            .map(|(bound, n)| {
+                total += n;
+                (bound, total)
+            })
+            .collect()
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Sum of the observations.
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+}
+
+/// Copies values kept elsewhere into the registry; runs before every scrape.
+type Collector = Arc<dyn Fn(&Registry) + Send + Sync>;
+
 /// A set of metrics shared by a service's tasks; clones share the values.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Registry {
     families: Arc<Mutex<BTreeMap<&'static str, Family>>>,
     healthy: Arc<AtomicBool>,
+    collectors: Arc<Mutex<Vec<Collector>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("families", &self.families)
+            .field("healthy", &self.healthy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `{a="b"}` with `le="bound"` added (Prometheus's float format, `+Inf`).
+fn with_le(labels: &str, bound: f64) -> String {
+    let le = if bound == f64::INFINITY {
+        "+Inf".to_string()
+    } else {
+        bound.to_string()
+    };
+    match labels.strip_suffix('}') {
+        Some(open) => format!("{open},le=\"{le}\"}}"),
+        None => format!("{{le=\"{le}\"}}"),
+    }
 }
 
 fn label_set(labels: &[(&str, &str)]) -> String {
@@ -82,6 +184,7 @@ impl Registry {
             help,
             kind,
             series: BTreeMap::new(),
+            histograms: BTreeMap::new(),
         });
         f(family.series.entry(label_set(labels)).or_insert(0.0));
     }
@@ -113,10 +216,75 @@ impl Registry {
         self.with(name, help, Kind::Gauge, labels, |v| *v = value);
     }
 
+    /// Records `values` in a histogram; the series is created with `bounds`
+    /// (upper bounds of its buckets) the first time.
+    pub fn observe(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        bounds: &[f64],
+        labels: &[(&str, &str)],
+        values: &[f64],
+    ) {
+        let mut families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
+        let family = families.entry(name).or_insert_with(|| Family {
+            help,
+            kind: Kind::Histogram,
+            series: BTreeMap::new(),
+            histograms: BTreeMap::new(),
+        });
+        let histogram = family
+            .histograms
+            .entry(label_set(labels))
+            .or_insert_with(|| Histogram::new(bounds));
+        for &value in values {
+            histogram.observe(value);
+        }
+    }
+
     /// The current value of a series (tests and logs).
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
         families.get(name)?.series.get(&label_set(labels)).copied()
+    }
+
+    /// A copy of a histogram series (tests and logs).
+    pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Option<Histogram> {
+        let families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
+        families
+            .get(name)?
+            .histograms
+            .get(&label_set(labels))
+            .cloned()
+    }
+
+    /// Adds a collector: it runs before every scrape of `/metrics` and
+    /// `/healthz` (and [`collect`](Self::collect)), to copy totals kept
+    /// elsewhere (atomics shared with other threads) into the registry and
+    /// to decide [health](Self::set_healthy). It must not block.
+    pub fn add_collector(&self, collector: impl Fn(&Registry) + Send + Sync + 'static) {
+        self.collectors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::new(collector));
+    }
+
+    /// Runs the collectors.
+    pub fn collect(&self) {
+        // Cloned out so that a collector can update the registry.
+        let collectors = self
+            .collectors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for collector in collectors {
+            collector(self);
+        }
+    }
+
+    /// Whether `/healthz` answers 200.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
     }
 
     /// What `/healthz` answers: 200 when healthy, 503 otherwise.
@@ -132,11 +300,19 @@ impl Registry {
             let kind = match family.kind {
                 Kind::Counter => "counter",
                 Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
             };
             let _ = writeln!(out, "# HELP {name} {}", family.help);
             let _ = writeln!(out, "# TYPE {name} {kind}");
             for (labels, value) in &family.series {
                 let _ = writeln!(out, "{name}{labels} {value}");
+            }
+            for (labels, histogram) in &family.histograms {
+                for (bound, count) in histogram.cumulative() {
+                    let _ = writeln!(out, "{name}_bucket{} {count}", with_le(labels, bound));
+                }
+                let _ = writeln!(out, "{name}_sum{labels} {}", histogram.sum());
+                let _ = writeln!(out, "{name}_count{labels} {}", histogram.count());
             }
         }
         out
@@ -214,13 +390,16 @@ async fn respond(mut stream: TcpStream, registry: &Registry) -> std::io::Result<
     let mut parts = head.lines().next().unwrap_or("").split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
+    if method == "GET" && (path == "/metrics" || path == "/healthz") {
+        registry.collect();
+    }
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
             registry.render(),
         ),
-        ("GET", "/healthz") if registry.healthy.load(Ordering::Relaxed) => {
+        ("GET", "/healthz") if registry.is_healthy() => {
             ("200 OK", "text/plain", "ok\n".to_string())
         }
         ("GET", "/healthz") => (
@@ -273,6 +452,82 @@ mod tests {
         assert_eq!(r.value("argus_x_tracks", &[]), Some(7.0));
     }
 
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_at_inf() {
+        let mut h = Histogram::new(&[0.1, 0.01, f64::NAN, 1.0, 0.1]);
+        for v in [0.005, 0.01, 0.05, 0.5, 7.0, f64::NAN] {
+            h.observe(v);
+        }
+        assert_eq!(
+            h.cumulative(),
+            vec![(0.01, 2), (0.1, 3), (1.0, 4), (f64::INFINITY, 6)],
+            "a value equal to a bound falls in its bucket; NaN only in +Inf"
+        );
+        assert_eq!(h.count(), 6);
+        assert!((h.sum() - 7.565).abs() < 1e-12, "{}", h.sum());
+    }
+
+    #[test]
+    fn renders_histograms_with_le_labels_sum_and_count() {
+        let r = Registry::new();
+        let bounds = [0.5, 1.0];
+        let help = "Latency.";
+        r.observe(
+            "argus_x_latency_seconds",
+            help,
+            &bounds,
+            &[("camera", "a")],
+            &[0.25, 0.75],
+        );
+        r.observe(
+            "argus_x_latency_seconds",
+            help,
+            &bounds,
+            &[("camera", "a")],
+            &[3.0],
+        );
+        r.observe("argus_x_latency_seconds", help, &bounds, &[], &[1.0]);
+        let text = r.render();
+        let expected = "# HELP argus_x_latency_seconds Latency.\n\
+            # TYPE argus_x_latency_seconds histogram\n\
+            argus_x_latency_seconds_bucket{le=\"0.5\"} 0\n\
+            argus_x_latency_seconds_bucket{le=\"1\"} 1\n\
+            argus_x_latency_seconds_bucket{le=\"+Inf\"} 1\n\
+            argus_x_latency_seconds_sum 1\n\
+            argus_x_latency_seconds_count 1\n\
+            argus_x_latency_seconds_bucket{camera=\"a\",le=\"0.5\"} 1\n\
+            argus_x_latency_seconds_bucket{camera=\"a\",le=\"1\"} 2\n\
+            argus_x_latency_seconds_bucket{camera=\"a\",le=\"+Inf\"} 3\n\
+            argus_x_latency_seconds_sum{camera=\"a\"} 4\n\
+            argus_x_latency_seconds_count{camera=\"a\"} 3\n";
+        assert_eq!(text, expected);
+        let h = r
+            .histogram("argus_x_latency_seconds", &[("camera", "a")])
+            .unwrap();
+        assert_eq!(h.count(), 3);
+    }
+
+    #[test]
+    fn collectors_run_before_each_scrape() {
+        use std::sync::atomic::AtomicU64;
+        let r = Registry::new();
+        let frames = Arc::new(AtomicU64::new(0));
+        let seen = Arc::clone(&frames);
+        r.add_collector(move |r| {
+            let n = seen.load(Ordering::Relaxed);
+            r.count_total("argus_x_frames_total", "Frames.", &[], n);
+            r.set_healthy(n < 10);
+        });
+        frames.store(4, Ordering::Relaxed);
+        r.collect();
+        assert_eq!(r.value("argus_x_frames_total", &[]), Some(4.0));
+        assert!(r.is_healthy());
+        frames.store(12, Ordering::Relaxed);
+        r.collect();
+        assert_eq!(r.value("argus_x_frames_total", &[]), Some(12.0));
+        assert!(!r.is_healthy());
+    }
+
     async fn get(address: SocketAddr, path: &str) -> String {
         let mut s = TcpStream::connect(address).await.unwrap();
         s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
@@ -295,6 +550,18 @@ mod tests {
         assert!(get(address, "/healthz").await.ends_with("\r\n\r\nok\n"));
         r.set_healthy(false);
         assert!(get(address, "/healthz").await.starts_with("HTTP/1.1 503"));
+        let flip = r.clone();
+        r.add_collector(move |r| {
+            r.gauge("argus_x_scraped", "Set at scrape time.", &[], 1.0);
+            r.set_healthy(true);
+        });
+        assert!(get(address, "/healthz").await.ends_with("\r\n\r\nok\n"));
+        assert!(
+            get(address, "/metrics")
+                .await
+                .contains("\nargus_x_scraped 1\n")
+        );
+        assert!(flip.is_healthy());
         assert!(get(address, "/nope").await.starts_with("HTTP/1.1 404"));
         trigger.fire();
     }

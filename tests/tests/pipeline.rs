@@ -86,6 +86,8 @@ fn rtsp_cameras_to_sql_answers() {
             nms_iou_threshold: 0.45,
             classes: vec![0],
             intra_threads: 0,
+            max_batch: 4,
+            batch_timeout_ms: 20,
         },
         embedder: EmbedderConfig {
             enabled: true,
@@ -100,6 +102,7 @@ fn rtsp_cameras_to_sql_answers() {
             ..SpoolSettings::default()
         },
         egress: EgressConfig::default(),
+        metrics: None,
         cameras: sim
             .urls()
             .into_iter()

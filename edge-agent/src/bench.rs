@@ -1,0 +1,482 @@
+//! `edge-agent bench`: how fast this box analyses a video, and what the
+//! analysis costs on the wire.
+//!
+//! Two figures from the same run, on the same models and batch size:
+//! - **bare inference**: the detector model alone (`Session::run`) on
+//!   frames letterboxed beforehand, `batch` frames per call;
+//! - **end to end**: everything the agent does to a frame except the
+//!   network: GStreamer decodes the file as fast as it can (to RGB, on its
+//!   own thread, as a camera source does), consecutive frames form batches
+//!   of `batch` (standing in for that many cameras), then letterbox, detect,
+//!   NMS, embed the crops, quantise, encode the protobuf `FrameDetections`
+//!   and append it to a spool in a temporary directory (acknowledged at
+//!   once, as if Kafka confirmed it instantly).
+//!
+//! Also: the mean encoded `FrameDetections` size against the raw RGB frame,
+//! people per frame, and the process's resident memory (`VmRSS`) before the
+//! models are loaded and at the end (with `duration`, the video loops, for
+//! leak hunting). The report is one JSON object per line.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use schemas::v1::FrameDetections;
+use schemas::{topics, wire};
+use serde::Serialize;
+use spool::{FsyncPolicy, Record, Spool, SpoolConfig};
+use vision::letterbox::RgbFrame;
+use vision::roi::RegionFilter;
+
+use crate::inference::{self, DetectionParams, Detector, Embedder, InferenceError};
+use crate::queue::Frame;
+
+/// What to benchmark.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The video file.
+    pub video: PathBuf,
+    /// The detector (made by `model import-darknet`).
+    pub model: PathBuf,
+    /// The embedder and its crop `(height, width)`; `None` skips embedding.
+    pub embedder: Option<(PathBuf, usize, usize)>,
+    /// `libonnxruntime.so`.
+    pub onnxruntime_library: PathBuf,
+    /// Thresholds and classes.
+    pub params: DetectionParams,
+    /// ONNX Runtime intra-op threads (0 = its default).
+    pub intra_threads: usize,
+    /// Frames per detector call.
+    pub batch: usize,
+    /// How long the bare-inference phase runs.
+    pub bare_time: Duration,
+    /// End to end: loop the video until this much time has passed; `None`
+    /// plays it once.
+    pub duration: Option<Duration>,
+    /// End to end: stop after this many frames.
+    pub max_frames: Option<u64>,
+}
+
+/// Bare inference figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct BareReport {
+    /// Frames per call.
+    pub batch: usize,
+    /// Calls timed.
+    pub calls: u64,
+    /// Frames per second.
+    pub fps: f64,
+    /// Mean milliseconds per call.
+    pub ms_per_call: f64,
+}
+
+/// End-to-end figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndToEndReport {
+    /// Frames per detector call.
+    pub batch: usize,
+    /// Frames analysed.
+    pub frames: u64,
+    /// Seconds from starting the decoder to the last frame spooled.
+    pub seconds: f64,
+    /// Frames per second.
+    pub fps: f64,
+    /// Share of the time in detector calls (letterbox, model, decoding, NMS).
+    pub detector_share: f64,
+    /// Share of the time in embedder calls.
+    pub embedder_share: f64,
+    /// People published per frame.
+    pub persons_per_frame: f64,
+    /// Mean encoded `FrameDetections` bytes per frame.
+    pub wire_bytes_per_frame: f64,
+    /// Bytes of one raw RGB frame.
+    pub raw_bytes_per_frame: u64,
+    /// Raw RGB bytes per wire byte.
+    pub raw_to_wire: f64,
+    /// Frames that could not be analysed.
+    pub failed: u64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// `<stem>@<W>x<H>` of the detector.
+    pub model: String,
+    /// The embedder id, or empty.
+    pub embedder: String,
+    /// The video.
+    pub video: String,
+    /// Frame size of the video.
+    pub frame_width: usize,
+    /// Frame size of the video.
+    pub frame_height: usize,
+    /// Bare inference.
+    pub bare: BareReport,
+    /// End to end.
+    pub end_to_end: EndToEndReport,
+    /// End-to-end fps / bare fps.
+    pub e2e_to_bare: f64,
+    /// `VmRSS` in KiB before the models were loaded.
+    pub rss_start_kib: u64,
+    /// `VmRSS` in KiB at the end.
+    pub rss_end_kib: u64,
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A model could not be loaded or run.
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    /// The video could not be decoded.
+    #[error("video {path}: {message}")]
+    Video {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The temporary spool failed.
+    #[error("spool: {0}")]
+    Spool(#[from] spool::SpoolError),
+}
+
+/// Resident memory of this process, KiB (0 where `/proc` is missing).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs the benchmark.
+pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
+    let rss_start_kib = rss_kib();
+    let env = inference::environment(&options.onnxruntime_library)?;
+    let mut detector = Detector::load(
+        &env,
+        &options.model,
+        options.params.clone(),
+        options.intra_threads,
+    )?;
+    let batch = options.batch.max(1);
+    detector.reserve(batch);
+    let mut embedder = match &options.embedder {
+        Some((path, height, width)) => Some(Embedder::load(
+            &env,
+            path,
+            *height,
+            *width,
+            options.intra_threads,
+        )?),
+        None => None,
+    };
+
+    // Bare inference on the video's first frames.
+    let mut video = Video::open(&options.video)?;
+    let mut first = Vec::with_capacity(batch);
+    while first.len() < batch {
+        match video.next_frame(0)? {
+            Some(frame) => first.push(frame),
+            None if first.is_empty() => {
+                return Err(video.error("no frames"));
+            }
+            None => break,
+        }
+    }
+    drop(video);
+    while first.len() < batch {
+        let copy = clone_frame(&first[first.len() - 1]);
+        first.push(copy);
+    }
+    let (frame_width, frame_height) = (first[0].width, first[0].height);
+    let rgbs = first
+        .iter()
+        .map(|f| RgbFrame::new(&f.data, f.width, f.height, f.stride))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| BenchError::Video {
+            path: options.video.display().to_string(),
+            message: e.to_string(),
+        })?;
+    detector.letterbox(&rgbs);
+    for _ in 0..2 {
+        detector.forward(batch)?; // warm-up
+    }
+    let started = Instant::now();
+    let mut calls = 0u64;
+    while calls < 5 || started.elapsed() < options.bare_time {
+        detector.forward(batch)?;
+        calls += 1;
+    }
+    let bare_s = started.elapsed().as_secs_f64();
+    let bare = BareReport {
+        batch,
+        calls,
+        fps: (calls * batch as u64) as f64 / bare_s,
+        ms_per_call: bare_s * 1000.0 / calls as f64,
+    };
+    // Warms the embedder (and the detector's decoding path) on those frames.
+    let filter = RegionFilter::default();
+    let items: Vec<(&Frame, &RegionFilter)> = first.iter().map(|f| (f, &filter)).collect();
+    crate::analyse_batch(&items, &mut detector, embedder.as_mut());
+    drop(items);
+
+    let end_to_end = end_to_end(options, batch, &mut detector, embedder.as_mut())?;
+    Ok(BenchReport {
+        model: detector.model_id().to_string(),
+        embedder: embedder
+            .as_ref()
+            .map(|e| e.embedder_id().to_string())
+            .unwrap_or_default(),
+        video: options.video.display().to_string(),
+        frame_width,
+        frame_height,
+        e2e_to_bare: end_to_end.fps / bare.fps,
+        bare,
+        end_to_end,
+        rss_start_kib,
+        rss_end_kib: rss_kib(),
+    })
+}
+
+fn clone_frame(frame: &Frame) -> Frame {
+    Frame {
+        data: frame.data.clone(),
+        ..*frame
+    }
+}
+
+/// The end-to-end phase.
+fn end_to_end(
+    options: &BenchOptions,
+    batch: usize,
+    detector: &mut Detector,
+    mut embedder: Option<&mut Embedder>,
+) -> Result<EndToEndReport, BenchError> {
+    let dir = std::env::temp_dir().join(format!("argus-bench-spool-{}", std::process::id()));
+    let _cleanup = RemoveDirOnDrop(dir.clone());
+    let (mut spool, _) = Spool::open(
+        &dir,
+        SpoolConfig {
+            max_bytes: 256 << 20,
+            segment_bytes: 8 << 20,
+            fsync: FsyncPolicy::OnRoll,
+        },
+    )?;
+    let cameras: Vec<String> = (0..batch).map(|i| format!("bench-{i}")).collect();
+    let filter = RegionFilter::default();
+    let model_id = detector.model_id().to_string();
+    let embedder_id = embedder
+        .as_ref()
+        .map(|e| e.embedder_id().to_string())
+        .unwrap_or_default();
+    let (mut frames, mut failed, mut persons, mut wire_bytes, mut raw_bytes) = (0u64, 0, 0, 0, 0);
+    let (mut detect_s, mut embed_s) = (0.0, 0.0);
+    let limit = options.max_frames.unwrap_or(u64::MAX);
+    let started = Instant::now();
+    let mut video = Video::open(&options.video)?;
+    let mut pending: Vec<Frame> = Vec::with_capacity(batch);
+    let mut seq = 0u64;
+    loop {
+        let done = frames + pending.len() as u64 >= limit;
+        let next = if done {
+            None
+        } else {
+            match video.next_frame(pending.len())? {
+                Some(frame) => Some(frame),
+                None if options
+                    .duration
+                    .is_some_and(|d| started.elapsed() < d && seq > 0) =>
+                {
+                    video = Video::open(&options.video)?;
+                    continue;
+                }
+                None => None,
+            }
+        };
+        let last = next.is_none();
+        if let Some(mut frame) = next {
+            frame.seq = seq;
+            seq += 1;
+            pending.push(frame);
+        }
+        if pending.len() < batch && !last {
+            continue;
+        }
+        if pending.is_empty() {
+            break;
+        }
+        let items: Vec<(&Frame, &RegionFilter)> = pending.iter().map(|f| (f, &filter)).collect();
+        let analysed = crate::analyse_batch(&items, detector, embedder.as_deref_mut());
+        detect_s += analysed
+            .timings
+            .detect
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        embed_s += analysed
+            .timings
+            .embed
+            .iter()
+            .map(|(d, _)| d.as_secs_f64())
+            .sum::<f64>();
+        let mut last_seq = 0;
+        for (frame, analysis) in pending.iter().zip(analysed.frames) {
+            let Ok(analysis) = analysis else {
+                failed += 1;
+                continue;
+            };
+            persons += analysis.detections.len() as u64;
+            let message = FrameDetections {
+                schema_version: schemas::SCHEMA_VERSION,
+                camera_id: cameras[frame.camera].clone(),
+                frame_seq: frame.seq,
+                capture_ts_us: frame.capture_ts_us,
+                frame_width: frame.width as u32,
+                frame_height: frame.height as u32,
+                model_id: model_id.clone(),
+                embedder_id: embedder_id.clone(),
+                detections: analysis.detections,
+                end_of_stream: false,
+            };
+            let payload = wire::encode(&message);
+            wire_bytes += payload.len() as u64;
+            raw_bytes += (frame.width * frame.height * 3) as u64;
+            let record = Record::new(
+                topics::DETECTIONS,
+                topics::key(&message.camera_id),
+                payload,
+                frame.capture_ts_us / 1000,
+            );
+            last_seq = spool.append(&record)?;
+            frames += 1;
+        }
+        if last_seq > 0 {
+            spool.ack(last_seq)?;
+        }
+        pending.clear();
+        if last {
+            break;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let per_frame = |total: u64| total as f64 / frames.max(1) as f64;
+    Ok(EndToEndReport {
+        batch,
+        frames,
+        seconds,
+        fps: frames as f64 / seconds,
+        detector_share: detect_s / seconds,
+        embedder_share: embed_s / seconds,
+        persons_per_frame: per_frame(persons),
+        wire_bytes_per_frame: per_frame(wire_bytes),
+        raw_bytes_per_frame: raw_bytes / frames.max(1),
+        raw_to_wire: raw_bytes as f64 / wire_bytes.max(1) as f64,
+        failed,
+    })
+}
+
+/// Removes a directory (the temporary spool) when dropped.
+struct RemoveDirOnDrop(PathBuf);
+
+impl Drop for RemoveDirOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file decoded to RGB by GStreamer as fast as it goes, pulled frame by
+/// frame; the pipeline is set to Null when dropped.
+struct Video {
+    path: PathBuf,
+    pipeline: gst::Pipeline,
+    sink: gst_app::AppSink,
+}
+
+impl Drop for Video {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+impl Video {
+    fn open(path: &Path) -> Result<Self, BenchError> {
+        let fail = |message: String| BenchError::Video {
+            path: path.display().to_string(),
+            message,
+        };
+        gst::init().map_err(|e| fail(e.to_string()))?;
+        let absolute = std::path::absolute(path).map_err(|e| fail(e.to_string()))?;
+        let uri = gst::glib::filename_to_uri(&absolute, None).map_err(|e| fail(e.to_string()))?;
+        let line = format!(
+            "uridecodebin uri=\"{uri}\" ! videoconvert ! video/x-raw,format=RGB ! \
+             appsink name=sink sync=false max-buffers=4 drop=false emit-signals=false"
+        );
+        let pipeline = gst::parse::launch(&line)
+            .map_err(|e| fail(format!("pipeline: {e}")))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| fail("launch line did not make a pipeline".into()))?;
+        let sink = pipeline
+            .by_name("sink")
+            .and_then(|sink| sink.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| fail("pipeline has no appsink".into()))?;
+        let video = Video {
+            path: path.to_path_buf(),
+            pipeline,
+            sink,
+        };
+        video
+            .pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| fail(format!("cannot play: {e}")))?;
+        Ok(video)
+    }
+
+    fn error(&self, message: &str) -> BenchError {
+        BenchError::Video {
+            path: self.path.display().to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The next frame for camera index `camera`, or `None` at the end.
+    fn next_frame(&mut self, camera: usize) -> Result<Option<Frame>, BenchError> {
+        let Ok(sample) = self.sink.pull_sample() else {
+            // EOS or an error: an error is on the bus.
+            if let Some(bus) = self.pipeline.bus()
+                && let Some(message) = bus.pop_filtered(&[gst::MessageType::Error])
+                && let gst::MessageView::Error(err) = message.view()
+            {
+                return Err(self.error(&err.error().to_string()));
+            }
+            return Ok(None);
+        };
+        let info = sample
+            .caps()
+            .and_then(|caps| gstreamer_video::VideoInfo::from_caps(caps).ok())
+            .ok_or_else(|| self.error("sample without video caps"))?;
+        let buffer = sample
+            .buffer()
+            .ok_or_else(|| self.error("sample without buffer"))?;
+        let map = buffer
+            .map_readable()
+            .map_err(|_| self.error("unreadable buffer"))?;
+        let stride =
+            usize::try_from(info.stride()[0]).map_err(|_| self.error("negative stride"))?;
+        Ok(Some(Frame {
+            camera,
+            seq: 0,
+            capture_ts_us: service_kit::clock::now_us(),
+            width: info.width() as usize,
+            height: info.height() as usize,
+            stride,
+            data: map.as_slice().to_vec(),
+        }))
+    }
+}
