@@ -119,11 +119,16 @@ pub const VIEWS: [(&str, &str); 6] = [
 
 /// The `camera_health` view: each camera's reports grouped by (state,
 /// since) into intervals that end where the next begins (or at the last
-/// report).
+/// report). The edge agent keeps one `since` across the states of one
+/// outage (DOWN, STALLED, RECONNECTING), so a later state of the same
+/// outage starts at its first report rather than at the shared `since`.
 const CAMERA_HEALTH: &str = "SELECT camera_id, state, \"from\", \
-         COALESCE(LEAD(\"from\") OVER (PARTITION BY camera_id ORDER BY \"from\"), last_report) AS \"to\" \
-  FROM (SELECT camera_id, state, since AS \"from\", MAX(ts) AS last_report \
-        FROM camera_health_reports GROUP BY camera_id, state, since) AS states";
+         COALESCE(LEAD(\"from\") OVER (PARTITION BY camera_id ORDER BY \"from\", first_report), last_report) AS \"to\" \
+  FROM (SELECT camera_id, state, first_report, last_report, \
+          CASE WHEN LAG(since) OVER (PARTITION BY camera_id ORDER BY since, first_report) = since \
+            THEN first_report ELSE since END AS \"from\" \
+        FROM (SELECT camera_id, state, since, MIN(ts) AS first_report, MAX(ts) AS last_report \
+              FROM camera_health_reports GROUP BY camera_id, state, since) AS states) AS starts";
 
 /// The `camera_health` intervals built from the reports of the `date`
 /// partitions `first..=last` only (`YYYY-MM-DD`), so a question about a
@@ -273,4 +278,90 @@ pub async fn sql(ctx: &SessionContext, statement: &str) -> Result<Vec<RecordBatc
 pub async fn sql_text(ctx: &SessionContext, statement: &str) -> Result<String, QueryError> {
     let batches = sql(ctx, statement).await?;
     Ok(pretty_format_batches(&batches)?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::{TimeUnit, TimestampMicrosecondType};
+
+    /// One outage that moves DOWN → STALLED → DOWN under one `since`, between
+    /// two UP periods: the intervals tile the time, and the outage's states
+    /// together cover exactly the outage.
+    #[tokio::test]
+    async fn one_outage_across_states_is_one_blind_stretch() {
+        let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("camera_id", DataType::Utf8, false),
+            Field::new("state", DataType::Utf8, false),
+            Field::new("since", ts(), false),
+            Field::new("ts", ts(), false),
+            Field::new("date", DataType::Utf8, false),
+        ]));
+        let rows = [
+            ("UP", 0, 0),
+            ("UP", 0, 10),
+            ("DOWN", 20, 20),
+            ("DOWN", 20, 30),
+            ("STALLED", 20, 40),
+            ("STALLED", 20, 50),
+            ("DOWN", 20, 60),
+            ("UP", 70, 70),
+            ("UP", 70, 80),
+        ];
+        let micros = |pick: fn(&(&str, i64, i64)) -> i64| {
+            TimestampMicrosecondArray::from(rows.iter().map(pick).collect::<Vec<_>>())
+                .with_timezone("UTC")
+        };
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(vec!["c"; rows.len()])),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(micros(|r| r.1)),
+                Arc::new(micros(|r| r.2)),
+                Arc::new(StringArray::from(vec!["1970-01-01"; rows.len()])),
+            ],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_table(
+            "camera_health_reports",
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        for query in [
+            CAMERA_HEALTH.to_string(),
+            camera_health_between("1969-12-31", "1970-01-02"),
+        ] {
+            assert!(query.contains("camera_health_reports"));
+            let batches = sql(&ctx, &format!("{query} ORDER BY \"from\""))
+                .await
+                .unwrap();
+            let mut intervals = Vec::new();
+            for b in &batches {
+                let state = b.column(1).as_string::<i32>();
+                let from = b.column(2).as_primitive::<TimestampMicrosecondType>();
+                let to = b.column(3).as_primitive::<TimestampMicrosecondType>();
+                for i in 0..b.num_rows() {
+                    assert!(!to.is_null(i));
+                    intervals.push((state.value(i).to_string(), from.value(i), to.value(i)));
+                }
+            }
+            let expected: Vec<(String, i64, i64)> = [
+                ("UP", 0, 20),
+                ("DOWN", 20, 40),
+                ("STALLED", 40, 70),
+                ("UP", 70, 80),
+            ]
+            .iter()
+            .map(|(s, f, t)| (s.to_string(), *f, *t))
+            .collect();
+            assert_eq!(intervals, expected, "{query}");
+        }
+        assert!(camera_health_between("2025-01-05", "2025-01-07").contains(
+            "WHERE date >= '2025-01-05' AND date <= '2025-01-07' GROUP BY"
+        ));
+    }
 }

@@ -233,8 +233,18 @@ pub fn add_agent_collector(
                 &labels,
                 get(&s.frames_dropped),
             );
-            // The frame-rate cap's skipped frames join here as
-            // `argus_edge_frames_skipped_total` once `CameraStats` counts them.
+            r.count_total(
+                "argus_edge_frames_skipped_total",
+                "Frames decoded but not analysed because of the camera's max_fps, per camera.",
+                &labels,
+                get(&s.frames_skipped),
+            );
+            r.count_total(
+                "argus_edge_loops_total",
+                "Times a looping file camera went back to its start.",
+                &labels,
+                get(&s.loops),
+            );
             r.count_total(
                 "argus_edge_persons_masked_total",
                 "Person boxes dropped by the camera's ROI and exclusion masks.",

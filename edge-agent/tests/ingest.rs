@@ -413,7 +413,12 @@ fn a_looping_file_plays_more_frames_than_it_has_and_counts_its_loops() {
         loops >= 3,
         "{loops} loops of 15 frames for {decoded} frames"
     );
-    assert_eq!(loops, decoded / 15, "one loop per 15 frames");
+    // The stop can land after a loop's last frame was decoded but before
+    // its end of stream was handled: one loop may be one short.
+    assert!(
+        loops == decoded / 15 || loops + 1 == decoded / 15,
+        "one loop per 15 frames: {loops} loops, {decoded} frames"
+    );
     assert_eq!((skipped, dropped, reconnects), (0, 0, 0));
     assert!(!seen[0].ended);
     let frames = &seen[0].frames;

@@ -69,6 +69,18 @@ try {
     if (state.includes("acknowledged") && actions.some((a) => a.includes("acknowledged by"))) break;
     await page.waitForTimeout(500);
   }
+  // The scenario's camera "dock" goes DOWN 2 s in; on a busy machine the
+  // acknowledgement can be stored before its first DOWN report is sent, so
+  // give the board (stored reports, then the live feed) time to show it.
+  try {
+    await page.waitForFunction(
+      () => [...document.querySelectorAll("#cameras li")].some((li) => li.textContent === "dock: DOWN"),
+      null,
+      { timeout: 20000 },
+    );
+  } catch {
+    console.error("the camera board never showed dock: DOWN");
+  }
   const cameras = await page.$$eval("#cameras li", (items) => items.map((li) => li.textContent));
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify({ alert_id: alertId, state, cameras, actions }));

@@ -195,6 +195,15 @@ pub fn parse_url(url: &str) -> Result<(SourceKind, Option<Credentials>), String>
     match scheme.to_ascii_lowercase().as_str() {
         scheme @ ("rtsp" | "rtsps" | "http" | "https") => {
             let (authority, path) = split_authority(rest);
+            if path.contains('@') {
+                // Most likely a password with an unencoded '/', '?' or '#',
+                // which would otherwise end up in the path (and the logs).
+                return Err(format!(
+                    "url {:?} has '@' after its host: percent-encode a password's '/', '?', '#' \
+                     and '@' (%2F, %3F, %23, %40), or give it as username and password_env",
+                    redact(url)
+                ));
+            }
             let (userinfo, host) = match authority.rsplit_once('@') {
                 Some((userinfo, host)) => (Some(userinfo), host),
                 None => (None, authority),
@@ -385,6 +394,16 @@ pub fn redact(text: &str) -> Cow<'_, str> {
                 matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>') || c.is_whitespace()
             })
             .unwrap_or(tail.len());
+        // A password with an unencoded '/', '?' or '#' would end that early:
+        // the userinfo runs to the last '@' before a blank or quote.
+        let token_end = tail
+            .find(|c: char| matches!(c, '"' | '\'' | '<' | '>') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let end = match tail[..token_end].rfind('@') {
+            // Not for an empty authority (`file:///a@b`: the path's own '@').
+            Some(at) if end > 0 => end.max(at + 1),
+            _ => end,
+        };
         let authority = &tail[..end];
         match authority.rfind('@') {
             Some(userinfo_end) => {
@@ -570,6 +589,14 @@ mod tests {
             "uri=\"http://***@h/a\" and rtsp://h2/b, rtsps://***@y"
         );
         assert_eq!(redact("no urls here"), "no urls here");
+        assert_eq!(
+            redact("cannot open rtsp://admin:pa/ss?w#rd@10.0.0.5/live: refused"),
+            "cannot open rtsp://***@10.0.0.5/live: refused",
+            "a password with '/', '?' and '#' in it"
+        );
+        let refused = parse_url("rtsp://admin:pa/ss@10.0.0.5/live").unwrap_err();
+        assert!(refused.contains("percent-encode"), "{refused}");
+        assert!(!refused.contains("ss@"), "{refused}");
         assert_eq!(
             redact("file:///a@b/c"),
             "file:///a@b/c",
