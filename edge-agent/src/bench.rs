@@ -52,8 +52,8 @@ pub struct BenchOptions {
     pub batch: usize,
     /// How long the bare-inference phase runs.
     pub bare_time: Duration,
-    /// End to end: loop the video until this much time has passed; `None`
-    /// plays it once.
+    /// End to end: loop the video and stop when this much time has passed;
+    /// `None` plays it once.
     pub duration: Option<Duration>,
     /// End to end: stop after this many frames.
     pub max_frames: Option<u64>,
@@ -70,6 +70,8 @@ pub struct BareReport {
     pub fps: f64,
     /// Mean milliseconds per call.
     pub ms_per_call: f64,
+    /// Mean milliseconds to letterbox one frame (not in `fps`).
+    pub letterbox_ms_per_frame: f64,
 }
 
 /// End-to-end figures.
@@ -97,6 +99,9 @@ pub struct EndToEndReport {
     pub raw_to_wire: f64,
     /// Frames that could not be analysed.
     pub failed: u64,
+    /// With `duration`: `VmRSS` in KiB when the video first ended (compare
+    /// with the end: growth after the first pass would be a leak); else 0.
+    pub rss_first_pass_kib: u64,
 }
 
 /// The whole report.
@@ -205,7 +210,13 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
             path: options.video.display().to_string(),
             message: e.to_string(),
         })?;
-    detector.letterbox(&rgbs);
+    let started = Instant::now();
+    let mut letterboxed = 0;
+    while letterboxed < 20 || started.elapsed() < Duration::from_millis(500) {
+        detector.letterbox(&rgbs);
+        letterboxed += rgbs.len();
+    }
+    let letterbox_ms_per_frame = started.elapsed().as_secs_f64() * 1000.0 / letterboxed as f64;
     for _ in 0..2 {
         detector.forward(batch)?; // warm-up
     }
@@ -221,6 +232,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         calls,
         fps: (calls * batch as u64) as f64 / bare_s,
         ms_per_call: bare_s * 1000.0 / calls as f64,
+        letterbox_ms_per_frame,
     };
     // Warms the embedder (and the detector's decoding path) on those frames.
     let filter = RegionFilter::default();
@@ -284,17 +296,17 @@ fn end_to_end(
     let mut video = Video::open(&options.video)?;
     let mut pending: Vec<Frame> = Vec::with_capacity(batch);
     let mut seq = 0u64;
+    let mut rss_first_pass_kib = None;
     loop {
-        let done = frames + pending.len() as u64 >= limit;
+        let done = frames + pending.len() as u64 >= limit
+            || options.duration.is_some_and(|d| started.elapsed() >= d);
         let next = if done {
             None
         } else {
             match video.next_frame(pending.len())? {
                 Some(frame) => Some(frame),
-                None if options
-                    .duration
-                    .is_some_and(|d| started.elapsed() < d && seq > 0) =>
-                {
+                None if options.duration.is_some() && seq > 0 => {
+                    rss_first_pass_kib.get_or_insert_with(rss_kib);
                     video = Video::open(&options.video)?;
                     continue;
                 }
@@ -379,6 +391,7 @@ fn end_to_end(
         raw_bytes_per_frame: raw_bytes / frames.max(1),
         raw_to_wire: raw_bytes as f64 / wire_bytes.max(1) as f64,
         failed,
+        rss_first_pass_kib: rss_first_pass_kib.unwrap_or(0),
     })
 }
 

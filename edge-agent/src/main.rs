@@ -64,8 +64,8 @@ struct BenchArgs {
     /// else 1.
     #[arg(long)]
     batch: Option<usize>,
-    /// Loop the video until this many seconds have passed (long runs:
-    /// watch the resident memory). Default: play it once.
+    /// Loop the video and stop after this many seconds (long runs: watch
+    /// the resident memory). Default: play it once.
     #[arg(long)]
     duration: Option<f64>,
     /// Stop the end-to-end phase after this many frames.
@@ -302,8 +302,8 @@ fn bench(args: BenchArgs) -> ExitCode {
         b.batch
     );
     eprintln!(
-        "  bare inference      {:>9.1} fps  ({:.1} ms per call of {}, {} calls)",
-        b.fps, b.ms_per_call, b.batch, b.calls
+        "  bare inference      {:>9.1} fps  ({:.1} ms per call of {}, {} calls; letterbox {:.1} ms per frame)",
+        b.fps, b.ms_per_call, b.batch, b.calls, b.letterbox_ms_per_frame
     );
     eprintln!(
         "  end to end          {:>9.1} fps  ({} frames in {:.1} s; detector {:.0}%, embedder {:.0}% of the time)",
@@ -319,8 +319,12 @@ fn bench(args: BenchArgs) -> ExitCode {
         "  wire bytes / frame  {:>9.1}  (raw RGB {} bytes: {:.0}x)",
         e.wire_bytes_per_frame, e.raw_bytes_per_frame, e.raw_to_wire
     );
+    let first_pass = match e.rss_first_pass_kib {
+        0 => String::new(),
+        kib => format!(", {kib} KiB after the first pass of the video"),
+    };
     eprintln!(
-        "  RSS                 {:>9} KiB at start, {} KiB at the end",
+        "  RSS                 {:>9} KiB at start{first_pass}, {} KiB at the end",
         report.rss_start_kib, report.rss_end_kib
     );
     match serde_json::to_string(&report) {
