@@ -360,8 +360,9 @@ mod tests {
             .collect();
             assert_eq!(intervals, expected, "{query}");
         }
-        assert!(camera_health_between("2025-01-05", "2025-01-07").contains(
-            "WHERE date >= '2025-01-05' AND date <= '2025-01-07' GROUP BY"
-        ));
+        assert!(
+            camera_health_between("2025-01-05", "2025-01-07")
+                .contains("WHERE date >= '2025-01-05' AND date <= '2025-01-07' GROUP BY")
+        );
     }
 }

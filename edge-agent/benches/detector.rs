@@ -10,7 +10,6 @@
 //! threads spin for a while after each run, and one session's spinning
 //! threads would slow the other's run.)
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,27 +20,17 @@ use edge_agent::queue::{Frame, FrameQueue, Next};
 use edge_agent::source::{self, CameraStats};
 use vision::letterbox::RgbFrame;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::asset;
+
 /// Intra-op threads of each session: the cores of a small edge box.
 const THREADS: usize = 2;
 /// Frames 4, 20, 36, ... of vtest.avi (none of them calibrated the int8 model).
 const FRAMES: usize = 50;
 /// Timed passes over the frames, after one warm-up pass.
 const PASSES: usize = 4;
-
-fn asset(name: &str) -> PathBuf {
-    let dir = std::env::var_os("ARGUS_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/argus/assets")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash scripts/setup.sh` first",
-        path.display()
-    );
-    path
-}
 
 fn vtest_frames() -> Vec<Frame> {
     let camera = CameraConfig {

@@ -16,19 +16,10 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use schemas::v1::camera_health::State;
 
+mod common;
+
 fn vtest() -> PathBuf {
-    let dir = std::env::var_os("ARGUS_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/argus/assets")
-        });
-    let path = dir.join("vtest.avi");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash scripts/setup.sh` first",
-        path.display()
-    );
-    path
+    common::asset("vtest.avi")
 }
 
 /// Writes a `frames`-frame MJPEG AVI clip of a moving ball at `fps`.

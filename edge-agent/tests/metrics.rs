@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,23 +16,12 @@ use edge_agent::config::EdgeConfig;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
+mod common;
+
+use common::asset;
+
 /// Frames of the clip.
 const FRAMES: u64 = 16;
-
-fn asset(name: &str) -> PathBuf {
-    let dir = std::env::var_os("ARGUS_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/argus/assets")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash scripts/setup.sh` first",
-        path.display()
-    );
-    path
-}
 
 /// Writes the first `frames` frames of vtest.avi as an MJPEG AVI.
 fn clip(path: &Path, frames: u64) {

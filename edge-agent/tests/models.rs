@@ -1,6 +1,5 @@
 //! The real models on real images: needs the assets from `scripts/setup.sh`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -11,20 +10,9 @@ use edge_agent::source::{self, CameraStats};
 use vision::letterbox::RgbFrame;
 use vision::yolo::Candidate;
 
-fn asset(name: &str) -> PathBuf {
-    let dir = std::env::var_os("ARGUS_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/argus/assets")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash scripts/setup.sh` first",
-        path.display()
-    );
-    path
-}
+mod common;
+
+use common::asset;
 
 /// A file camera on vtest.avi, delivering every frame.
 fn vtest_camera() -> CameraConfig {
