@@ -10,20 +10,16 @@
 //! threads spin for a while after each run, and one session's spinning
 //! threads would slow the other's run.)
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use edge_agent::config::{CameraConfig, OnEos};
 use edge_agent::inference::{self, DetectionParams, Detector};
-use edge_agent::queue::{Frame, FrameQueue, Next};
-use edge_agent::source::{self, CameraStats};
 use vision::letterbox::RgbFrame;
 
 #[path = "../tests/common/mod.rs"]
+#[allow(dead_code)] // the bench uses part of it
 mod common;
 
-use common::asset;
+use common::{asset, vtest_frames};
 
 /// Intra-op threads of each session: the cores of a small edge box.
 const THREADS: usize = 2;
@@ -31,33 +27,6 @@ const THREADS: usize = 2;
 const FRAMES: usize = 50;
 /// Timed passes over the frames, after one warm-up pass.
 const PASSES: usize = 4;
-
-fn vtest_frames() -> Vec<Frame> {
-    let camera = CameraConfig {
-        on_eos: Some(OnEos::Stop),
-        ..CameraConfig::new("file", format!("file://{}", asset("vtest.avi").display()))
-    };
-    let queue = Arc::new(FrameQueue::new(1));
-    let stats = Arc::new(CameraStats::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let source = {
-        let (queue, stats, stop) = (Arc::clone(&queue), Arc::clone(&stats), Arc::clone(&stop));
-        std::thread::spawn(move || source::run_camera(0, &camera, &queue, &stats, &stop, &|_| {}))
-    };
-    let mut frames = Vec::new();
-    while let Next::Frame(frame) = queue.next() {
-        if frames.len() < FRAMES && frame.seq % 16 == 4 {
-            frames.push(frame);
-            if frames.len() == FRAMES {
-                stop.store(true, Ordering::Relaxed);
-                queue.stop();
-            }
-        }
-    }
-    source.join().unwrap();
-    assert_eq!(frames.len(), FRAMES, "vtest.avi ran out of frames");
-    frames
-}
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -81,7 +50,7 @@ fn main() {
         Detector::load(&env, &asset("yolov3-tiny.onnx"), params.clone(), THREADS).unwrap(),
         Detector::load(&env, &asset("yolov3-tiny-int8.onnx"), params, THREADS).unwrap(),
     ];
-    let frames = vtest_frames();
+    let frames = vtest_frames(|seq| seq % 16 == 4, FRAMES);
     let mut times = [Vec::new(), Vec::new()];
     for pass in 0..=PASSES {
         for (model, times) in models.iter_mut().zip(&mut times) {

@@ -16,6 +16,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use schemas::v1::camera_health::State;
 
+#[allow(dead_code)] // each test crate uses part of it
 mod common;
 
 fn vtest() -> PathBuf {

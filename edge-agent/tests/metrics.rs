@@ -16,6 +16,7 @@ use edge_agent::config::EdgeConfig;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
+#[allow(dead_code)] // each test crate uses part of it
 mod common;
 
 use common::asset;

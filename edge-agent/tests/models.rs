@@ -5,48 +5,15 @@ use std::sync::atomic::AtomicBool;
 
 use edge_agent::config::{CameraConfig, OnEos};
 use edge_agent::inference::{self, DetectionParams, Detector, Embedder};
-use edge_agent::queue::{Frame, FrameQueue, Next};
+use edge_agent::queue::{FrameQueue, Next};
 use edge_agent::source::{self, CameraStats};
 use vision::letterbox::RgbFrame;
 use vision::yolo::Candidate;
 
+#[allow(dead_code)] // each test crate uses part of it
 mod common;
 
-use common::asset;
-
-/// A file camera on vtest.avi, delivering every frame.
-fn vtest_camera() -> CameraConfig {
-    CameraConfig {
-        on_eos: Some(OnEos::Stop),
-        ..CameraConfig::new("file", format!("file://{}", asset("vtest.avi").display()))
-    }
-}
-
-/// The frames of vtest.avi whose sequence number `wanted` accepts, decoded
-/// by the agent's own source, until `count` are collected.
-fn vtest_frames(wanted: impl Fn(u64) -> bool, count: usize) -> Vec<Frame> {
-    let camera = vtest_camera();
-    let queue = Arc::new(FrameQueue::new(1));
-    let stats = Arc::new(CameraStats::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let source = {
-        let (queue, stats, stop) = (Arc::clone(&queue), Arc::clone(&stats), Arc::clone(&stop));
-        std::thread::spawn(move || source::run_camera(0, &camera, &queue, &stats, &stop, &|_| {}))
-    };
-    let mut frames = Vec::new();
-    while let Next::Frame(frame) = queue.next() {
-        if frames.len() < count && wanted(frame.seq) {
-            frames.push(frame);
-            if frames.len() == count {
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                queue.stop();
-            }
-        }
-    }
-    source.join().unwrap();
-    assert_eq!(frames.len(), count, "vtest.avi ran out of frames");
-    frames
-}
+use common::{asset, vtest_frames};
 
 fn person_jpg() -> image::RgbImage {
     image::open(asset("darknet/data/person.jpg"))
@@ -233,23 +200,8 @@ fn masks_on_vtest_drop_everyone_in_an_exclusion_and_keep_the_roi() {
         ..Default::default()
     };
 
-    let camera = CameraConfig {
-        on_eos: Some(OnEos::Stop),
-        ..CameraConfig::new("file", format!("file://{}", asset("vtest.avi").display()))
-    };
-    let queue = Arc::new(FrameQueue::new(1));
-    let stats = Arc::new(CameraStats::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let source = {
-        let (queue, stats, stop) = (Arc::clone(&queue), Arc::clone(&stats), Arc::clone(&stop));
-        std::thread::spawn(move || source::run_camera(0, &camera, &queue, &stats, &stop, &|_| {}))
-    };
     let (mut sampled, mut unmasked, mut excluded, mut left, mut left_masked) = (0, 0, 0, 0, 0);
-    // Until the stream ends or, after the last sample, the queue closes.
-    while let Next::Frame(frame) = queue.next() {
-        if frame.seq % 25 != 0 || sampled == 12 {
-            continue;
-        }
+    for frame in vtest_frames(|seq| seq % 25 == 0, 12) {
         sampled += 1;
         let mut run = |filter: &RegionFilter| {
             edge_agent::analyse(&frame, &mut detector, None, filter).unwrap()
@@ -281,13 +233,7 @@ fn masks_on_vtest_drop_everyone_in_an_exclusion_and_keep_the_roi() {
         assert_eq!(kept.masked as usize, all.detections.len() - expected.len());
         left += kept.detections.len();
         left_masked += kept.masked;
-
-        if sampled == 12 {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            queue.stop();
-        }
     }
-    source.join().unwrap();
     assert_eq!(sampled, 12);
     assert!(unmasked > 0, "vtest.avi has people");
     assert!(excluded > 0 && excluded == unmasked as u64);
