@@ -277,8 +277,10 @@ pub struct DetectorConfig {
     pub batch_timeout_ms: u64,
 }
 
-/// Four cameras per call: on a CPU a batch of 4 costs less than 4 single
-/// calls, and 4 letterboxed 416x416 inputs take 8 MiB.
+/// Four cameras per call: one call serves several cameras (on this
+/// project's 2-core CPU it saves no time per frame, see the README's
+/// throughput figures; it pays on accelerators), and 4 letterboxed 416x416
+/// inputs take 8 MiB.
 const fn default_max_batch() -> usize {
     4
 }
