@@ -301,8 +301,22 @@ pub async fn sql_text(ctx: &SessionContext, statement: &str) -> Result<String, Q
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Array, AsArray, TimestampMicrosecondArray, UInt64Array};
+    use datafusion::arrow::array::{
+        Array, ArrayRef, AsArray, TimestampMicrosecondArray, UInt64Array,
+    };
     use datafusion::arrow::datatypes::{TimeUnit, TimestampMicrosecondType, UInt64Type};
+
+    /// A session holding one in-memory table `name` with these columns.
+    fn one_table(name: &str, schema: Arc<Schema>, columns: Vec<ArrayRef>) -> SessionContext {
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_table(
+            name,
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        ctx
+    }
 
     /// One outage that moves DOWN → STALLED → DOWN under one `since`, between
     /// two UP periods: the intervals tile the time, and the outage's states
@@ -332,8 +346,9 @@ mod tests {
             TimestampMicrosecondArray::from(rows.iter().map(pick).collect::<Vec<_>>())
                 .with_timezone("UTC")
         };
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
+        let ctx = one_table(
+            "camera_health_reports",
+            schema,
             vec![
                 Arc::new(StringArray::from(vec!["c"; rows.len()])),
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
@@ -341,14 +356,7 @@ mod tests {
                 Arc::new(micros(|r| r.2)),
                 Arc::new(StringArray::from(vec!["1970-01-01"; rows.len()])),
             ],
-        )
-        .unwrap();
-        let ctx = SessionContext::new();
-        ctx.register_table(
-            "camera_health_reports",
-            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
-        )
-        .unwrap();
+        );
         for query in [
             CAMERA_HEALTH.to_string(),
             camera_health_between("1969-12-31", "1970-01-02"),
@@ -407,20 +415,14 @@ mod tests {
             Field::new("from_person_id", DataType::UInt64, false),
             Field::new("into_person_id", DataType::UInt64, false),
         ]));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
+        let ctx = one_table(
+            "id_merges",
+            schema,
             vec![
                 Arc::new(UInt64Array::from_iter_values(links.iter().map(|l| l.0))),
                 Arc::new(UInt64Array::from_iter_values(links.iter().map(|l| l.1))),
             ],
-        )
-        .unwrap();
-        let ctx = SessionContext::new();
-        ctx.register_table(
-            "id_merges",
-            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
-        )
-        .unwrap();
+        );
         let (_, body) = VIEWS[0];
         let batches = sql(&ctx, &format!("{body} ORDER BY person_id"))
             .await
