@@ -24,21 +24,8 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 rm -rf "$OUT" && mkdir -p "$OUT/logs"
 say() { printf '\033[1;32m[demo]\033[0m %s\n' "$*" >&2; }
 
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-# wait_for FILE LINES SECONDS: until FILE has LINES lines.
-wait_for() {
-  local file="$1" lines="$2" deadline=$((SECONDS + $3))
-  until [ -f "$file" ] && [ "$(wc -l < "$file")" -ge "$lines" ]; do
-    [ "$SECONDS" -lt "$deadline" ] || { echo "timed out waiting for $file" >&2; exit 1; }
-    sleep 0.2
-  done
-}
+# shellcheck source=procs.sh
+source scripts/procs.sh
 
 # stop PID NAME: SIGTERM, then wait for a clean exit.
 stop() {

@@ -31,7 +31,7 @@ use vision::letterbox::RgbFrame;
 use vision::roi::RegionFilter;
 
 use crate::inference::{self, DetectionParams, Detector, Embedder, InferenceError};
-use crate::queue::Frame;
+use crate::queue::{Frame, Pixels};
 
 /// What to benchmark.
 #[derive(Debug, Clone)]
@@ -477,8 +477,9 @@ impl Video {
         let buffer = sample
             .buffer()
             .ok_or_else(|| self.error("sample without buffer"))?;
-        let map = buffer
-            .map_readable()
+        let data = buffer
+            .to_owned()
+            .into_mapped_buffer_readable()
             .map_err(|_| self.error("unreadable buffer"))?;
         let stride =
             usize::try_from(info.stride()[0]).map_err(|_| self.error("negative stride"))?;
@@ -489,7 +490,7 @@ impl Video {
             width: info.width() as usize,
             height: info.height() as usize,
             stride,
-            data: map.as_slice().to_vec(),
+            data: Pixels::Mapped(data),
         }))
     }
 }

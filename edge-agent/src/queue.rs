@@ -29,7 +29,53 @@ pub struct Frame {
     /// Row stride in bytes.
     pub stride: usize,
     /// RGB24 pixels.
-    pub data: Vec<u8>,
+    pub data: Pixels,
+}
+
+/// A frame's pixels: the decoder's buffer itself, mapped for reading (no
+/// copy; the buffer returns to GStreamer's pool when the frame is dropped,
+/// so a running camera reuses a few buffers instead of allocating 1.3 MB
+/// per frame), or bytes of its own.
+pub enum Pixels {
+    /// A decoded GStreamer buffer, mapped readable.
+    Mapped(gstreamer::MappedBuffer<gstreamer::buffer::Readable>),
+    /// Owned bytes (tests, copies).
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Pixels {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Pixels::Mapped(buffer) => buffer.as_slice(),
+            Pixels::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Pixels {
+    fn from(bytes: Vec<u8>) -> Self {
+        Pixels::Owned(bytes)
+    }
+}
+
+/// A copy of the bytes (a mapped buffer is not shared: it would hold the
+/// decoder's buffer back from its pool).
+impl Clone for Pixels {
+    fn clone(&self) -> Self {
+        Pixels::Owned(self.to_vec())
+    }
+}
+
+impl std::fmt::Debug for Pixels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Pixels::Mapped(_) => "mapped",
+            Pixels::Owned(_) => "owned",
+        };
+        write!(f, "Pixels({kind}, {} bytes)", self.len())
+    }
 }
 
 /// What a full slot does with a new frame.
@@ -231,7 +277,7 @@ mod tests {
             width: 1,
             height: 1,
             stride: 3,
-            data: vec![0; 3],
+            data: vec![0; 3].into(),
         }
     }
 

@@ -51,7 +51,7 @@ use schemas::v1::camera_health::State;
 use service_kit::clock::now_us;
 
 use crate::config::{CameraConfig, OnEos};
-use crate::queue::{Frame, FrameQueue, Put, WhenFull};
+use crate::queue::{Frame, FrameQueue, Pixels, Put, WhenFull};
 use crate::source::backoff::Backoff;
 use crate::source::kind::{Redactor, Source, SourceKind};
 use crate::source::rate::RateLimit;
@@ -520,7 +520,6 @@ fn frame_from_sample(
         let (pts0, wall0) = *first.get_or_insert((pts, now_us()));
         wall0 + pts.saturating_sub(pts0) as i64
     };
-    let map = buffer.map_readable().ok()?;
     Some(Frame {
         camera,
         seq: buffer.offset(),
@@ -528,7 +527,7 @@ fn frame_from_sample(
         width: info.width() as usize,
         height: info.height() as usize,
         stride: usize::try_from(info.stride()[0]).ok()?,
-        data: map.as_slice().to_vec(),
+        data: Pixels::Mapped(buffer.to_owned().into_mapped_buffer_readable().ok()?),
     })
 }
 
