@@ -32,6 +32,7 @@
 pub mod batch;
 pub mod bench;
 pub mod config;
+pub mod crops;
 pub mod egress;
 pub mod inference;
 pub mod metrics;
@@ -237,6 +238,7 @@ pub async fn run_with(
             Arc::clone(&cameras),
             out_tx.clone(),
         );
+        let crops = config.crops.enabled.then(|| config.crops.clone());
         std::thread::Builder::new()
             .name("inference".into())
             .spawn(move || {
@@ -246,6 +248,7 @@ pub async fn run_with(
                     filters: &filters,
                     stats: &stats,
                     metrics: &inference_metrics,
+                    crops: crops.as_ref(),
                     out: &tx,
                 };
                 worker.run(&queue, &policy, models)
@@ -312,6 +315,8 @@ struct Worker<'a> {
     stats: &'a [Arc<CameraStats>],
     metrics: &'a InferenceMetrics,
     out: &'a mpsc::Sender<Outgoing>,
+    /// JPEG crops to attach; `None` when `[crops]` is off.
+    crops: Option<&'a config::CropsConfig>,
 }
 
 impl Worker<'_> {
@@ -366,9 +371,17 @@ impl Worker<'_> {
                 camera_stats
                     .persons_masked
                     .fetch_add(analysis.masked, Ordering::Relaxed);
-                let detections = analysis.detections;
+                let mut detections = analysis.detections;
                 persons[frame.camera] += detections.len() as u64;
                 self.metrics.analysed(&camera.id, detections.len() as u64);
+                if let Some(settings) = self.crops
+                    && !detections.is_empty()
+                    && let Ok(rgb) =
+                        RgbFrame::new(&frame.data, frame.width, frame.height, frame.stride)
+                {
+                    let (crops, bytes) = crops::attach(&rgb, &mut detections, settings);
+                    self.metrics.crops(&camera.id, crops, bytes);
+                }
                 let message = FrameDetections {
                     schema_version: schemas::SCHEMA_VERSION,
                     camera_id: camera.id.clone(),
@@ -559,6 +572,7 @@ fn detections(
                     score: c.score,
                     class_id: c.class_id,
                     embedding: embeddings.next().flatten(),
+                    crop_jpeg: Vec::new(),
                 })
                 .collect();
             Analysis { detections, masked }

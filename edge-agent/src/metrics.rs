@@ -19,7 +19,9 @@
 //! Per camera, counted by the inference thread as it publishes:
 //! - `argus_edge_persons_total`: person boxes published;
 //! - `argus_edge_frames_failed_total`: frames that could not be analysed
-//!   (logged at WARN with the error).
+//!   (logged at WARN with the error);
+//! - `argus_edge_crops_total` and `argus_edge_crop_bytes_total`: JPEG crops
+//!   sent and their bytes (only with `[crops] enabled`).
 //!
 //! Per batch, by the inference thread:
 //! - `argus_edge_detector_latency_seconds` (histogram): one detector call
@@ -143,6 +145,23 @@ impl InferenceMetrics {
             "Person boxes published, per camera.",
             &[("camera", camera)],
             persons,
+        );
+    }
+
+    /// Counts the JPEG crops sent with a frame of `camera`, and their bytes.
+    pub fn crops(&self, camera: &str, crops: u64, bytes: u64) {
+        let labels = [("camera", camera)];
+        self.registry.count(
+            "argus_edge_crops_total",
+            "JPEG person crops sent, per camera.",
+            &labels,
+            crops,
+        );
+        self.registry.count(
+            "argus_edge_crop_bytes_total",
+            "Bytes of JPEG person crops sent, per camera.",
+            &labels,
+            bytes,
         );
     }
 

@@ -102,6 +102,8 @@ fn config(clip: &Path, spool: &Path, bootstrap: &str, silent_port: u16) -> EdgeC
         batch_timeout_ms = 20
         [embedder]
         model = "{embedder}"
+        [crops]
+        enabled = true
         [[cameras]]
         id = "a"
         url = "file://{clip}"
@@ -225,6 +227,14 @@ fn metrics_count_every_frame_person_batch_and_delivery_and_healthz_sees_dead_cam
         2.0 * persons,
         "every person published was embedded"
     );
+    // Every person box lies in its frame, so every one got its JPEG crop.
+    let crops = v("argus_edge_crops_total{camera=\"a\"}");
+    assert_eq!(crops, persons);
+    let crop_bytes = v("argus_edge_crop_bytes_total{camera=\"a\"}") / crops;
+    assert!(
+        (300.0..20_000.0).contains(&crop_bytes),
+        "{crop_bytes} bytes per crop"
+    );
     let silent = "{camera=\"silent\"}";
     assert_eq!(v(&format!("argus_edge_frames_in_total{silent}")), 0.0);
     assert_eq!(v(&format!("argus_edge_frames_analysed_total{silent}")), 0.0);
@@ -282,4 +292,52 @@ fn metrics_count_every_frame_person_batch_and_delivery_and_healthz_sees_dead_cam
         !held.lock().unwrap().is_empty(),
         "the silent camera connected"
     );
+
+    // On the wire: each detection carries a JPEG of its box (scaled to at
+    // most 128 pixels high), with the top 30 % blurred.
+    let crops_seen = runtime.block_on(wire_crops(&broker.bootstrap_servers()));
+    assert_eq!(crops_seen.len() as f64, 2.0 * persons);
+    for (detection, image) in &crops_seen {
+        // The box clipped to the 768x576 frame.
+        let visible = (detection.y + detection.height).min(576.0) - detection.y.max(0.0);
+        let height = visible.min(128.0).round() as u32;
+        assert!(
+            image.height().abs_diff(height) <= 1 && image.width() >= 1,
+            "{}x{} crop of a {}x{} box",
+            image.width(),
+            image.height(),
+            detection.width,
+            detection.height
+        );
+    }
+}
+
+/// The person detections published on the detections topic with their
+/// decoded JPEG crops.
+async fn wire_crops(bootstrap: &str) -> Vec<(schemas::v1::Detection, image::RgbImage)> {
+    use rdkafka::Message;
+    let consumer = service_kit::kafka::KafkaSettings::new(bootstrap)
+        .consumer("crops-check", "crops-check", &[schemas::topics::DETECTIONS])
+        .unwrap();
+    let mut crops = Vec::new();
+    let mut frames = 0;
+    while frames < 2 * FRAMES {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("every frame is on the detections topic")
+            .unwrap();
+        let frame: schemas::v1::FrameDetections =
+            schemas::wire::decode(message.payload().unwrap_or_default()).unwrap();
+        if frame.end_of_stream {
+            continue;
+        }
+        frames += 1;
+        for detection in frame.detections {
+            let image = image::load_from_memory(&detection.crop_jpeg)
+                .expect("a JPEG crop")
+                .to_rgb8();
+            crops.push((detection, image));
+        }
+    }
+    crops
 }

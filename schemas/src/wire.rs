@@ -104,6 +104,7 @@ mod tests {
                     scale: 0.01,
                     values: vec![1, 255, 127],
                 }),
+                crop_jpeg: vec![0xFF, 0xD8, 0xFF, 0xD9],
             }],
             end_of_stream: false,
         };

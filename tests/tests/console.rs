@@ -47,6 +47,7 @@ fn frame(seq: u64, present: bool) -> FrameDetections {
             score: 0.9,
             class_id: 0,
             embedding: Some(schemas::embedding::quantise(&[1.0, 0.0, 0.0, 0.0])),
+            crop_jpeg: Vec::new(),
         }]
     } else {
         Vec::new()

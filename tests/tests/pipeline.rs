@@ -103,6 +103,7 @@ fn rtsp_cameras_to_sql_answers() {
         },
         egress: EgressConfig::default(),
         metrics: None,
+        crops: Default::default(),
         cameras: sim
             .urls()
             .into_iter()

@@ -555,6 +555,7 @@ mod tests {
             embedding: Some(schemas::embedding::quantise(&mot::vector::normalised(
                 &appearance,
             ))),
+            crop_jpeg: Vec::new(),
         }
     }
 
@@ -719,6 +720,7 @@ mod tests {
                             embedding: Some(schemas::embedding::quantise(
                                 &mot::vector::normalised(&feature),
                             )),
+                            crop_jpeg: Vec::new(),
                         });
                     }
                 }

@@ -27,6 +27,7 @@ fn person(x: f32, y: f32, appearance: [f32; 4]) -> Detection {
         score: 0.9,
         class_id: 0,
         embedding: Some(schemas::embedding::quantise(&appearance)),
+        crop_jpeg: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`nms`]: class-aware non-maximum suppression.
 //! - [`roi`]: polygons in frame pixels: regions of interest and exclusion
 //!   masks deciding which detections count.
+//! - [`privacy`]: blurring the face region of a person crop.
 //! - [`darknet`]: the darknet `.cfg` + `.weights` to ONNX importer.
 //! - [`onnx`]: the subset of the ONNX protobuf the importer writes.
 //!
@@ -19,6 +20,7 @@ pub mod bbox;
 pub mod darknet;
 pub mod letterbox;
 pub mod nms;
+pub mod privacy;
 pub mod roi;
 pub mod yolo;
 
