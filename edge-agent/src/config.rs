@@ -890,6 +890,12 @@ mod tests {
             linger_ms = 5000
             delivery_timeout_s = 2.0
             shutdown_timeout_s = -1.0
+            [crops]
+            enabled = true
+            quality = 0
+            max_height_px = 8
+            face_blur = 1.5
+            blur_radius_px = 100
             [[cameras]]
             id = "a"
             url = "rtsp://127.0.0.1:1/a"
@@ -914,6 +920,10 @@ mod tests {
             "detector.batch_timeout_ms must be in [0, 1000]",
             "metrics.listen \"localhost\" is not an address like 127.0.0.1:9464",
             "metrics.unhealthy_after_s must be > 0 and at most a day",
+            "crops.quality = 0 must be in [1, 100]",
+            "crops.max_height_px = 8 must be in [16, 2048]",
+            "crops.face_blur = 1.5 must be in [0, 1]",
+            "crops.blur_radius_px = 100 must be at most 64",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
         }
@@ -925,6 +935,7 @@ mod tests {
         let config: EdgeConfig = toml::from_str(text).unwrap();
         assert_eq!(config.cameras.len(), 2);
         assert_eq!(config.cameras[1].on_eos(), OnEos::Reconnect);
+        assert_eq!(config.crops, CropsConfig::default(), "crops are off");
         assert_eq!(
             (config.embedder.input_height, config.embedder.input_width),
             (128, 64)
