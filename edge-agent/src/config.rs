@@ -289,8 +289,11 @@ pub struct DetectorConfig {
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
     /// Milliseconds a batch waits, after its first frame, for frames of
-    /// other cameras (0 to 1000); a batch goes at once when full or when no
-    /// other camera can deliver.
+    /// other live cameras (0 to 1000); a batch goes at once when full or when
+    /// every live camera is in it. A camera is live while it delivered a
+    /// frame within the last 10 timeouts, at least 1 s
+    /// ([`live_window`](crate::batch::live_window)), so a dead camera stops
+    /// delaying batches that long after its last frame.
     #[serde(default = "default_batch_timeout_ms")]
     pub batch_timeout_ms: u64,
 }
@@ -311,10 +314,10 @@ const fn default_batch_timeout_ms() -> u64 {
 impl DetectorConfig {
     /// How the inference thread forms batches.
     pub fn batch_policy(&self) -> crate::batch::BatchPolicy {
-        crate::batch::BatchPolicy {
-            max_batch: self.max_batch.max(1),
-            timeout: std::time::Duration::from_millis(self.batch_timeout_ms),
-        }
+        crate::batch::BatchPolicy::new(
+            self.max_batch.max(1),
+            std::time::Duration::from_millis(self.batch_timeout_ms),
+        )
     }
 }
 
