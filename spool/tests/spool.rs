@@ -695,9 +695,10 @@ fn crash_child() {
     std::process::abort();
 }
 
-/// Runs `crash_child` with `scenario` on a new spool directory and reopens
-/// the spool the dead child left: (spool, recovery, directory guard).
-fn crash(scenario: &str) -> (Spool, spool::Recovery, tempfile::TempDir) {
+/// Runs `crash_child` with `scenario` on a new spool directory, reopens the
+/// spool the dead child left and checks that nothing appended is missing and
+/// that exactly the records after `acked` are replayed.
+fn assert_crash_replays_after(scenario: &str, acked: u64) {
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child", "--ignored", "--nocapture"])
@@ -707,39 +708,32 @@ fn crash(scenario: &str) -> (Spool, spool::Recovery, tempfile::TempDir) {
         .unwrap();
     assert!(!status.success(), "the child must have aborted");
     // The kernel released the dead child's lock.
-    let (spool, recovery) = Spool::open(dir.path(), config(4 << 20, 1 << 20)).unwrap();
+    let (mut spool, recovery) = Spool::open(dir.path(), config(4 << 20, 1 << 20)).unwrap();
     assert!(recovery.is_clean(), "{recovery:?}");
     assert_eq!(recovery.next_seq, 501);
-    (spool, recovery, dir)
+    assert_eq!(recovery.acked, acked, "{scenario}");
+    assert_eq!(recovery.records, 500 - acked, "{scenario}");
+    assert_records(&drain(&mut spool), acked + 1..=500);
 }
 
 #[test]
 fn a_crashed_process_loses_no_appended_record() {
-    let (mut spool, recovery, _dir) = crash("sync");
-    // Nothing appended is missing; the acknowledgements after the last sync
-    // are lost, so 101..=150 are delivered again (at least once).
-    assert_eq!(recovery.acked, 100);
-    assert_eq!(recovery.records, 400);
-    assert_records(&drain(&mut spool), 101..=500);
+    // The acknowledgements after the last sync are lost, so 101..=150 are
+    // delivered again (at least once).
+    assert_crash_replays_after("sync", 100);
 }
 
 #[test]
 fn a_crashed_process_replays_only_what_was_acknowledged_within_the_interval() {
-    let (mut spool, recovery, _dir) = crash("interval");
     // The ack after the interval wrote the cursor: only 251..=500 come back.
-    assert_eq!(recovery.acked, 250);
-    assert_eq!(recovery.records, 250);
-    assert_records(&drain(&mut spool), 251..=500);
+    assert_crash_replays_after("interval", 250);
 }
 
 #[test]
 fn a_crashed_process_before_the_interval_replays_every_unsaved_ack() {
-    let (mut spool, recovery, _dir) = crash("no-interval");
     // No segment deleted, no sync, interval not elapsed: the cursor file was
     // never written, so everything is replayed and nothing is lost.
-    assert_eq!(recovery.acked, 0);
-    assert_eq!(recovery.records, 500);
-    assert_records(&drain(&mut spool), 1..=500);
+    assert_crash_replays_after("no-interval", 0);
 }
 
 #[test]
