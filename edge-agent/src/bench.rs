@@ -280,6 +280,7 @@ fn end_to_end(
             max_bytes: 256 << 20,
             segment_bytes: 8 << 20,
             fsync: FsyncPolicy::OnRoll,
+            ..SpoolConfig::default()
         },
     )?;
     let cameras: Vec<String> = (0..batch).map(|i| format!("bench-{i}")).collect();

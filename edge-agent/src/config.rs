@@ -162,6 +162,14 @@ pub struct SpoolSettings {
     /// loses nothing under any of them.
     #[serde(default)]
     pub fsync: SpoolFsync,
+    /// Milliseconds, at most, between writes of the spool's record of what
+    /// Kafka has confirmed while confirmations come in (0 to 3600000; 0 =
+    /// only when a spool file is freed and at shutdown). After a crash of
+    /// the agent, messages confirmed since the last write are sent again:
+    /// at most this long's worth (about one spool file with 0). Each write is
+    /// one small file; it is fsynced only with `fsync = "always"`.
+    #[serde(default = "default_spool_cursor_persist_interval_ms")]
+    pub cursor_persist_interval_ms: u64,
 }
 
 /// Next to the config file, where an operator looks first.
@@ -178,6 +186,12 @@ const fn default_spool_segment_mb() -> u64 {
     8
 }
 
+/// The spool crate's default (1 s): a crash resends about a second of
+/// confirmed messages, for one small file write a second.
+const fn default_spool_cursor_persist_interval_ms() -> u64 {
+    spool::DEFAULT_CURSOR_PERSIST_INTERVAL.as_millis() as u64
+}
+
 impl Default for SpoolSettings {
     fn default() -> Self {
         SpoolSettings {
@@ -185,6 +199,7 @@ impl Default for SpoolSettings {
             max_mb: default_spool_max_mb(),
             segment_mb: default_spool_segment_mb(),
             fsync: SpoolFsync::default(),
+            cursor_persist_interval_ms: default_spool_cursor_persist_interval_ms(),
         }
     }
 }
@@ -200,6 +215,9 @@ impl SpoolSettings {
                 SpoolFsync::OnRoll => spool::FsyncPolicy::OnRoll,
                 SpoolFsync::Never => spool::FsyncPolicy::Never,
             },
+            cursor_persist_interval: std::time::Duration::from_millis(
+                self.cursor_persist_interval_ms,
+            ),
         }
     }
 }
@@ -327,8 +345,11 @@ pub struct DetectorConfig {
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
     /// Milliseconds a batch waits, after its first frame, for frames of
-    /// other cameras (0 to 1000); a batch goes at once when full or when no
-    /// other camera can deliver.
+    /// other live cameras (0 to 1000); a batch goes at once when full or when
+    /// every live camera is in it. A camera is live while it delivered a
+    /// frame within the last 10 timeouts, at least 1 s
+    /// ([`live_window`](crate::batch::live_window)), so a dead camera stops
+    /// delaying batches that long after its last frame.
     #[serde(default = "default_batch_timeout_ms")]
     pub batch_timeout_ms: u64,
 }
@@ -349,10 +370,10 @@ const fn default_batch_timeout_ms() -> u64 {
 impl DetectorConfig {
     /// How the inference thread forms batches.
     pub fn batch_policy(&self) -> crate::batch::BatchPolicy {
-        crate::batch::BatchPolicy {
-            max_batch: self.max_batch.max(1),
-            timeout: std::time::Duration::from_millis(self.batch_timeout_ms),
-        }
+        crate::batch::BatchPolicy::new(
+            self.max_batch.max(1),
+            std::time::Duration::from_millis(self.batch_timeout_ms),
+        )
     }
 }
 
@@ -776,6 +797,12 @@ impl EdgeConfig {
                 spool.max_mb, spool.segment_mb
             )
         });
+        p.check(spool.cursor_persist_interval_ms <= 3_600_000, || {
+            format!(
+                "spool.cursor_persist_interval_ms = {} must be in [0, 3600000] (an hour)",
+                spool.cursor_persist_interval_ms
+            )
+        });
         let egress = &self.egress;
         p.check(egress.linger_ms <= 900_000, || {
             "egress.linger_ms must be at most 900000 (15 minutes)".into()
@@ -886,6 +913,7 @@ mod tests {
             [spool]
             max_mb = 10
             segment_mb = 8
+            cursor_persist_interval_ms = 3600001
             [egress]
             linger_ms = 5000
             delivery_timeout_s = 2.0
@@ -914,6 +942,7 @@ mod tests {
             "\"a\" is used twice",
             "\"nonsense\" is not a URI",
             "spool.max_mb = 10 must be at least twice spool.segment_mb = 8",
+            "spool.cursor_persist_interval_ms = 3600001 must be in [0, 3600000] (an hour)",
             "egress.delivery_timeout_s must be in [1, 86400] seconds and longer than linger_ms",
             "egress.shutdown_timeout_s must be in [0, 3600]",
             "detector.max_batch must be in [1, 64]",
@@ -1106,6 +1135,10 @@ mod tests {
             (spool.max_bytes, spool.segment_bytes, spool.fsync),
             (1 << 30, 8 << 20, spool::FsyncPolicy::OnRoll)
         );
+        assert_eq!(
+            spool.cursor_persist_interval,
+            std::time::Duration::from_secs(1)
+        );
         spool.validate().unwrap();
         let tuning = config.egress.producer_tuning();
         assert_eq!(
@@ -1118,7 +1151,7 @@ mod tests {
 
         let text = format!(
             "{head}\n[spool]\ndir = \"/srv/spool\"\nmax_mb = 2\nsegment_mb = 1\nfsync = \"always\"\n\
-             [egress]\ncompression = \"zstd\"\nlinger_ms = 5\ndelivery_timeout_s = 10\n"
+             cursor_persist_interval_ms = 250\n[egress]\ncompression = \"zstd\"\nlinger_ms = 5\ndelivery_timeout_s = 10\n"
         );
         std::fs::write(&path, text).unwrap();
         let config = EdgeConfig::load(&path).unwrap();
@@ -1127,6 +1160,10 @@ mod tests {
         assert_eq!(
             (spool.max_bytes, spool.segment_bytes, spool.fsync),
             (2 << 20, 1 << 20, spool::FsyncPolicy::Always)
+        );
+        assert_eq!(
+            spool.cursor_persist_interval,
+            std::time::Duration::from_millis(250)
         );
         let tuning = config.egress.producer_tuning();
         assert_eq!(tuning.compression, Compression::Zstd);

@@ -20,7 +20,7 @@
 //! exceptions, both duplicates: a record Kafka wrote but could not confirm
 //! before the failure (its report was lost with the connection), and, after
 //! a crash of the agent, records confirmed since the spool last saved its
-//! acknowledgements. A fresh producer per attempt keeps librdkafka's
+//! acknowledgements (at most `spool.cursor_persist_interval_ms` ago). A fresh producer per attempt keeps librdkafka's
 //! idempotence state consistent (a purged queue would leave a gap in its
 //! sequence numbers).
 //!

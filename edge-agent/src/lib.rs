@@ -293,6 +293,14 @@ pub async fn run_with(
             loops: s.loops.load(Ordering::Relaxed),
         })
         .collect();
+    let [full, all_live, timeout, stopped] = queue.closed_batches().map(|(_, n)| n);
+    tracing::info!(
+        full,
+        all_live,
+        timeout,
+        stopped,
+        "Batches by why they closed (all_live: every live camera was in; timeout: a live camera missed it)"
+    );
     for s in &summary {
         tracing::info!(camera = %s.camera_id, frames_in = s.frames_in, frames_skipped = s.frames_skipped, frames_analysed = s.frames_analysed, frames_dropped = s.frames_dropped, persons = s.persons, persons_masked = s.persons_masked, reconnects = s.reconnects, loops = s.loops, "Camera totals");
     }

@@ -11,7 +11,9 @@
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::batch::{BatchPolicy, Collecting, Offer, Step, cursor_after, next_step};
+use crate::batch::{
+    BatchPolicy, Closed, Collecting, LiveCameras, Offer, Step, cursor_after, next_step,
+};
 
 /// A decoded RGB frame.
 #[derive(Debug)]
@@ -130,8 +132,12 @@ struct Slot {
 #[derive(Debug)]
 struct State {
     slots: Vec<Slot>,
+    /// Which cameras a batch waits for.
+    live: LiveCameras,
     cursor: usize,
     stopped: bool,
+    /// Batches emitted, by why they closed (in [`Closed::ALL`]'s order).
+    closed: [u64; Closed::ALL.len()],
 }
 
 /// Per-camera single-frame slots shared by the sources and the worker.
@@ -148,8 +154,10 @@ impl FrameQueue {
         FrameQueue {
             state: Mutex::new(State {
                 slots,
+                live: LiveCameras::new(cameras, Instant::now()),
                 cursor: 0,
                 stopped: false,
+                closed: [0; Closed::ALL.len()],
             }),
             changed: Condvar::new(),
         }
@@ -195,12 +203,15 @@ impl FrameQueue {
         self.changed.notify_all();
     }
 
+    /// Batches emitted so far, by why they closed.
+    pub fn closed_batches(&self) -> [(Closed, u64); Closed::ALL.len()] {
+        let closed = self.lock().closed;
+        Closed::ALL.map(|why| (why, closed[why as usize]))
+    }
+
     /// Blocks until there is something for the worker: one frame at a time.
     pub fn next(&self) -> Next {
-        let one = BatchPolicy {
-            max_batch: 1,
-            timeout: Duration::ZERO,
-        };
+        let one = BatchPolicy::new(1, Duration::ZERO);
         match self.next_batch(&one) {
             NextBatch::Frames(mut frames) => match frames.pop() {
                 Some(frame) => Next::Frame(frame),
@@ -228,7 +239,17 @@ impl FrameQueue {
                 Slot { ended: true, .. } => Offer::Ending,
                 _ => Offer::Idle,
             }));
-            match next_step(policy, &batch, &offers, state.cursor, state.stopped, now) {
+            state.live.observe(&offers, now);
+            let step = next_step(
+                policy,
+                &batch,
+                &offers,
+                &state.live,
+                state.cursor,
+                state.stopped,
+                now,
+            );
+            match step {
                 Step::Take(camera) => {
                     if let Some(frame) = state.slots[camera].frame.take() {
                         frames.push(frame);
@@ -237,10 +258,11 @@ impl FrameQueue {
                         self.changed.notify_all();
                     }
                 }
-                Step::Emit => {
+                Step::Emit(why) => {
                     if let Some(cursor) = cursor_after(&batch, state.slots.len()) {
                         state.cursor = cursor;
                     }
+                    state.closed[why as usize] += 1;
                     return NextBatch::Frames(frames);
                 }
                 Step::End(camera) => {
@@ -336,10 +358,7 @@ mod tests {
     #[test]
     fn batches_form_without_a_silent_camera_and_keep_each_cameras_order() {
         let q = Arc::new(FrameQueue::new(3));
-        let policy = BatchPolicy {
-            max_batch: 3,
-            timeout: Duration::from_millis(10),
-        };
+        let policy = BatchPolicy::new(3, Duration::from_millis(10));
         let producers: Vec<_> = (0..2)
             .map(|camera| {
                 let q = Arc::clone(&q);
@@ -378,13 +397,42 @@ mod tests {
         assert!(matches!(q.next_batch(&policy), NextBatch::Closed));
     }
 
+    /// Four cameras, two of which never deliver, and a live window of zero:
+    /// the silent cameras are never waited for, so no batch waits out its
+    /// (long) timeout; the queue counts why each batch closed.
+    #[test]
+    fn silent_cameras_outside_the_live_window_are_not_waited_for() {
+        let q = FrameQueue::new(4);
+        let policy = BatchPolicy {
+            live_window: Duration::ZERO,
+            ..BatchPolicy::new(4, Duration::from_secs(2))
+        };
+        let mut batches = Vec::new();
+        for seq in 0..5 {
+            q.put(frame(0, seq), WhenFull::KeepNewest);
+            q.put(frame(2, seq), WhenFull::KeepNewest);
+            batches.push(batch(q.next_batch(&policy)));
+        }
+        q.put(frame(2, 5), WhenFull::KeepNewest);
+        batches.push(batch(q.next_batch(&policy)));
+        let pairs: Vec<_> = (0..5).map(|seq| vec![(0, seq), (2, seq)]).collect();
+        assert_eq!(batches[..5], pairs[..]);
+        assert_eq!(batches[5], [(2, 5)]);
+        assert_eq!(
+            q.closed_batches(),
+            [
+                (Closed::Full, 0),
+                (Closed::AllLive, 6),
+                (Closed::Timeout, 0),
+                (Closed::Stopped, 0)
+            ]
+        );
+    }
+
     #[test]
     fn a_batch_takes_what_is_there_and_the_end_follows_the_last_frame() {
         let q = FrameQueue::new(3);
-        let policy = BatchPolicy {
-            max_batch: 2,
-            timeout: Duration::from_millis(1),
-        };
+        let policy = BatchPolicy::new(2, Duration::from_millis(1));
         q.put(frame(2, 7), WhenFull::KeepNewest);
         q.put(frame(0, 1), WhenFull::KeepNewest);
         q.put(frame(1, 4), WhenFull::KeepNewest);

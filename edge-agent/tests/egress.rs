@@ -75,6 +75,7 @@ fn roomy_spool() -> SpoolConfig {
         // Small segments: acknowledged records are deleted as the test runs.
         segment_bytes: 64 << 10,
         fsync: FsyncPolicy::OnRoll,
+        ..SpoolConfig::default()
     }
 }
 
@@ -349,6 +350,7 @@ fn a_full_spool_drops_its_oldest_records_and_counts_them() {
         max_bytes: 16 << 10,
         segment_bytes: 4 << 10,
         fsync: FsyncPolicy::Never,
+        ..SpoolConfig::default()
     };
 
     let publisher = Publisher::open(settings(

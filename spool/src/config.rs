@@ -73,15 +73,37 @@ pub struct SpoolConfig {
     pub segment_bytes: u64,
     /// When data is fsynced; see [`FsyncPolicy`].
     pub fsync: FsyncPolicy,
+    /// How often, at most, [`Spool::ack`](crate::Spool::ack) writes the
+    /// ack cursor file while acknowledgements advance, besides when
+    /// acknowledged segments are deleted, on
+    /// [`Spool::sync`](crate::Spool::sync) and on drop. This bounds what a
+    /// crash replays: at most the records acknowledged within one interval
+    /// (those since the last write). Each write is one small temp-file write
+    /// and rename, fsynced only under [`FsyncPolicy::Always`],
+    /// [`EveryN`](FsyncPolicy::EveryN) and
+    /// [`Interval`](FsyncPolicy::Interval) (then two fsyncs per interval at
+    /// most); under [`OnRoll`](FsyncPolicy::OnRoll) and
+    /// [`Never`](FsyncPolicy::Never) a periodic write survives a crash of
+    /// the process, not a power loss. `Duration::ZERO` turns periodic writes
+    /// off: the cursor is then written only on segment deletion, sync and
+    /// drop. Default: 1 s.
+    pub cursor_persist_interval: Duration,
 }
 
+/// 1 s: a crash replays at most about a second of acknowledged messages,
+/// for one small file write a second (a cursor write per ack batch would cost
+/// a file write, and with fsync a flash write, per Kafka confirmation).
+pub const DEFAULT_CURSOR_PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+
 impl Default for SpoolConfig {
-    /// 256 MiB in 8 MiB segments, fsync on roll.
+    /// 256 MiB in 8 MiB segments, fsync on roll, cursor written at least
+    /// every second while acknowledgements advance.
     fn default() -> Self {
         Self {
             max_bytes: 256 * 1024 * 1024,
             segment_bytes: 8 * 1024 * 1024,
             fsync: FsyncPolicy::OnRoll,
+            cursor_persist_interval: DEFAULT_CURSOR_PERSIST_INTERVAL,
         }
     }
 }
@@ -143,6 +165,16 @@ impl SpoolConfig {
     pub(crate) fn segment_budget(&self) -> u64 {
         self.max_bytes.saturating_sub(METADATA_RESERVE)
     }
+
+    /// Whether a periodic cursor write is fsynced: only under the policies
+    /// that fsync appends themselves (see
+    /// [`cursor_persist_interval`](SpoolConfig::cursor_persist_interval)).
+    pub(crate) fn fsyncs_periodic_cursor(&self) -> bool {
+        matches!(
+            self.fsync,
+            FsyncPolicy::Always | FsyncPolicy::EveryN(_) | FsyncPolicy::Interval(_)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +186,7 @@ mod tests {
             max_bytes,
             segment_bytes,
             fsync,
+            cursor_persist_interval: DEFAULT_CURSOR_PERSIST_INTERVAL,
         }
     }
 

@@ -72,11 +72,16 @@
 //!   [`Spool::sync`]). Deletions are not fsynced: a segment deleted just
 //!   before a power loss may come back and be replayed (at least once).
 //! - **At least once**: the cursor is persisted when acknowledged segments
-//!   are deleted, on [`Spool::sync`] and when the [`Spool`] is dropped.
-//!   After a crash, acknowledgements since the last persist are lost and
-//!   those records replayed again, with their old sequence numbers: up to
-//!   about one segment, or less if the caller syncs periodically. Consumers
-//!   must tolerate duplicates (deduplicate on the message's own id).
+//!   are deleted, on [`Spool::sync`], when the [`Spool`] is dropped, and by
+//!   [`Spool::ack`] whenever `cursor_persist_interval` (default 1 s) has
+//!   passed since it was last persisted. After a crash, acknowledgements
+//!   since the last persist are lost and those records replayed again, with
+//!   their old sequence numbers: **at most the records acknowledged within
+//!   one `cursor_persist_interval`** (never more than about one segment;
+//!   with the interval set to zero, up to about one segment). After a power
+//!   loss the bound holds only for fsynced cursor writes (see
+//!   [`SpoolConfig::cursor_persist_interval`]). Consumers must tolerate
+//!   duplicates (deduplicate on the message's own id).
 //!   Sequence numbers are unique in a spool as long as the disk keeps what
 //!   was written; after a power loss, numbers of records that never reached
 //!   the disk are issued again, so do not use them as global ids.
@@ -112,7 +117,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub use config::{
-    ConfigError, FsyncPolicy, MAX_SEGMENT_BYTES, METADATA_RESERVE, MIN_SEGMENT_BYTES, SpoolConfig,
+    ConfigError, DEFAULT_CURSOR_PERSIST_INTERVAL, FsyncPolicy, MAX_SEGMENT_BYTES, METADATA_RESERVE,
+    MIN_SEGMENT_BYTES, SpoolConfig,
 };
 pub use error::SpoolError;
 pub use format::RECORD_OVERHEAD;
@@ -260,6 +266,9 @@ pub struct Spool {
     acked: u64,
     /// The cursor value last written to `acked`, and whether it was fsynced.
     persisted: Option<(u64, bool)>,
+    /// When `acked` was last written (or the spool opened): the start of
+    /// the current `cursor_persist_interval`.
+    last_persist: Instant,
     /// Sequence number the next [`Spool::next`] returns (or the first one
     /// after it that exists).
     read_seq: u64,
@@ -406,6 +415,7 @@ impl Spool {
             next_seq,
             acked,
             persisted: cursor.map(|value| (value, true)),
+            last_persist: Instant::now(),
             read_seq: acked + 1,
             reader: None,
             disk_bytes,
@@ -596,9 +606,12 @@ impl Spool {
     /// already acknowledged or dropped sequence number is a no-op. If
     /// `upto` is past the read cursor, the read cursor moves past it.
     ///
-    /// The cursor file is only written when a segment is deleted (and on
-    /// [`sync`](Spool::sync) and drop), so after a crash the
-    /// acknowledgements since then are lost and those records replayed.
+    /// The cursor file is written when a segment is deleted, when
+    /// `cursor_persist_interval` has passed since it was last written (a
+    /// small atomic file write, fsynced only under the policies that fsync
+    /// appends), and on [`sync`](Spool::sync) and drop; after a crash the
+    /// acknowledgements since the last write are lost and those records
+    /// replayed.
     ///
     /// # Errors
     /// [`SpoolError::AckOutOfRange`] if `upto` was never appended;
@@ -620,6 +633,13 @@ impl Spool {
             .take(self.segments.len() - 1)
             .take_while(|s| s.end_seq() <= self.acked + 1)
             .count();
+        let interval = self.config.cursor_persist_interval;
+        let due = !interval.is_zero()
+            && self.persisted.is_none_or(|(value, _)| value != self.acked)
+            && self.last_persist.elapsed() >= interval;
+        if done == 0 && due {
+            self.persist_cursor(self.config.fsyncs_periodic_cursor())?;
+        }
         if done > 0 {
             self.persist_cursor(self.config.fsync != FsyncPolicy::Never)?;
             for _ in 0..done {
@@ -643,7 +663,8 @@ impl Spool {
     /// Makes everything durable: fsyncs the segment data, writes and fsyncs
     /// the cursor file, fsyncs the directory. Call it on shutdown, and
     /// periodically (e.g. every second) to bound what a power loss can take
-    /// and how many acknowledged records a crash replays.
+    /// (a crash of the process is already bounded by
+    /// `cursor_persist_interval`).
     ///
     /// # Errors
     /// [`SpoolError::Io`] if anything cannot be written or fsynced.
@@ -777,6 +798,7 @@ impl Spool {
             fsync_dir(&self.dir)?;
         }
         self.persisted = Some((self.acked, fsync));
+        self.last_persist = Instant::now();
         Ok(())
     }
 }

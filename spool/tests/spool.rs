@@ -15,7 +15,23 @@ fn config(max_bytes: u64, segment_bytes: u64) -> SpoolConfig {
         max_bytes,
         segment_bytes,
         fsync: FsyncPolicy::OnRoll,
+        cursor_persist_interval: spool::DEFAULT_CURSOR_PERSIST_INTERVAL,
     }
+}
+
+/// Longer than any test runs: the periodic cursor write never comes due.
+const NEVER: Duration = Duration::from_secs(3600);
+/// A periodic cursor write interval that tests wait past with a sleep
+/// (a sleep lasts at least as long as asked, so this cannot flake).
+const SHORT: Duration = Duration::from_millis(50);
+
+/// The value in the cursor file `acked` (documented layout: "SPAK", the
+/// u64 little-endian, CRC-32).
+fn cursor_on_disk(dir: &Path) -> Option<u64> {
+    let bytes = fs::read(dir.join("acked")).ok()?;
+    assert_eq!(bytes.len(), 16, "cursor file size");
+    assert_eq!(&bytes[..4], b"SPAK");
+    Some(u64::from_le_bytes(bytes[4..12].try_into().unwrap()))
 }
 
 /// Record number `i`: payload sizes vary, contents identify it.
@@ -631,47 +647,142 @@ fn drop_without_sync_keeps_everything() {
 
 /// Environment variable that turns `crash_child` into the crashing child.
 const CHILD_DIR: &str = "SPOOL_TEST_CRASH_DIR";
+/// Environment variable naming what the child does before it crashes.
+const CHILD_SCENARIO: &str = "SPOOL_TEST_CRASH_SCENARIO";
 
-/// Not a test by itself: run by `a_crashed_process_loses_no_appended_record`
-/// in a child process, which it aborts (no destructors, no flush) in the
-/// middle of its work.
+/// Not a test by itself: run by the `a_crashed_process_*` tests in a child
+/// process, which it aborts (no destructors, no flush, no cursor write on
+/// drop) in the middle of its work.
 #[test]
-#[ignore = "run as a child process by a_crashed_process_loses_no_appended_record"]
+#[ignore = "run as a child process by the a_crashed_process_* tests"]
 fn crash_child() {
     let Some(dir) = std::env::var_os(CHILD_DIR) else {
         return;
     };
-    // One segment: acknowledgements delete nothing, so only sync persists them.
-    let (mut spool, _) = Spool::open(dir, config(4 << 20, 1 << 20)).unwrap();
+    let scenario = std::env::var(CHILD_SCENARIO).unwrap();
+    // One segment: acknowledgements delete nothing, so only sync and the
+    // periodic cursor write persist them.
+    let interval = if scenario == "interval" { SHORT } else { NEVER };
+    let cfg = SpoolConfig {
+        cursor_persist_interval: interval,
+        ..config(4 << 20, 1 << 20)
+    };
+    let (mut spool, _) = Spool::open(dir, cfg).unwrap();
     append_range(&mut spool, 1..=500);
-    for _ in 0..150 {
+    for _ in 0..300 {
         spool.next().unwrap().unwrap();
     }
-    spool.ack(100).unwrap();
-    spool.sync().unwrap();
-    spool.ack(150).unwrap();
+    match scenario.as_str() {
+        "sync" => {
+            spool.ack(100).unwrap();
+            spool.sync().unwrap();
+            spool.ack(150).unwrap();
+        }
+        "interval" => {
+            // More than the interval since the open (or since a write by
+            // this first ack): the second ack writes the cursor.
+            spool.ack(100).unwrap();
+            std::thread::sleep(SHORT + Duration::from_millis(10));
+            spool.ack(250).unwrap();
+        }
+        "no-interval" => {
+            // The interval (an hour) never elapses: the old behaviour.
+            spool.ack(100).unwrap();
+            spool.ack(250).unwrap();
+        }
+        other => panic!("unknown scenario {other}"),
+    }
     std::process::abort();
 }
 
-#[test]
-fn a_crashed_process_loses_no_appended_record() {
+/// Runs `crash_child` with `scenario` on a new spool directory, reopens the
+/// spool the dead child left and checks that nothing appended is missing and
+/// that exactly the records after `acked` are replayed.
+fn assert_crash_replays_after(scenario: &str, acked: u64) {
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child", "--ignored", "--nocapture"])
         .env(CHILD_DIR, dir.path())
+        .env(CHILD_SCENARIO, scenario)
         .status()
         .unwrap();
     assert!(!status.success(), "the child must have aborted");
-
     // The kernel released the dead child's lock.
     let (mut spool, recovery) = Spool::open(dir.path(), config(4 << 20, 1 << 20)).unwrap();
     assert!(recovery.is_clean(), "{recovery:?}");
     assert_eq!(recovery.next_seq, 501);
-    // Nothing appended is missing; the acknowledgements after the last sync
-    // are lost, so 101..=150 are delivered again (at least once).
-    assert_eq!(recovery.acked, 100);
-    assert_eq!(recovery.records, 400);
-    assert_records(&drain(&mut spool), 101..=500);
+    assert_eq!(recovery.acked, acked, "{scenario}");
+    assert_eq!(recovery.records, 500 - acked, "{scenario}");
+    assert_records(&drain(&mut spool), acked + 1..=500);
+}
+
+#[test]
+fn a_crashed_process_loses_no_appended_record() {
+    // The acknowledgements after the last sync are lost, so 101..=150 are
+    // delivered again (at least once).
+    assert_crash_replays_after("sync", 100);
+}
+
+#[test]
+fn a_crashed_process_replays_only_what_was_acknowledged_within_the_interval() {
+    // The ack after the interval wrote the cursor: only 251..=500 come back.
+    assert_crash_replays_after("interval", 250);
+}
+
+#[test]
+fn a_crashed_process_before_the_interval_replays_every_unsaved_ack() {
+    // No segment deleted, no sync, interval not elapsed: the cursor file was
+    // never written, so everything is replayed and nothing is lost.
+    assert_crash_replays_after("no-interval", 0);
+}
+
+#[test]
+fn the_cursor_is_written_once_the_interval_has_passed() {
+    for fsync in [FsyncPolicy::Never, FsyncPolicy::OnRoll, FsyncPolicy::Always] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SpoolConfig {
+            fsync,
+            cursor_persist_interval: SHORT,
+            ..config(4 << 20, 1 << 20)
+        };
+        let (mut spool, _) = Spool::open(dir.path(), cfg).unwrap();
+        append_range(&mut spool, 1..=100);
+        drain(&mut spool);
+        std::thread::sleep(SHORT + Duration::from_millis(10));
+        spool.ack(40).unwrap();
+        assert_eq!(cursor_on_disk(dir.path()), Some(40), "{fsync:?}");
+        // Acknowledging nothing new writes nothing.
+        fs::remove_file(dir.path().join("acked")).unwrap();
+        std::thread::sleep(SHORT + Duration::from_millis(10));
+        spool.ack(40).unwrap();
+        assert_eq!(cursor_on_disk(dir.path()), None, "{fsync:?}");
+        spool.ack(60).unwrap();
+        assert_eq!(cursor_on_disk(dir.path()), Some(60), "{fsync:?}");
+        // Never a leftover temp file in the directory.
+        assert!(!dir.path().join("acked.tmp").exists());
+        drop(spool);
+    }
+}
+
+#[test]
+fn a_zero_or_unelapsed_interval_writes_no_cursor_on_ack() {
+    for interval in [Duration::ZERO, NEVER] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SpoolConfig {
+            cursor_persist_interval: interval,
+            ..config(4 << 20, 1 << 20)
+        };
+        let (mut spool, _) = Spool::open(dir.path(), cfg).unwrap();
+        append_range(&mut spool, 1..=100);
+        drain(&mut spool);
+        std::thread::sleep(SHORT);
+        spool.ack(40).unwrap();
+        spool.ack(60).unwrap();
+        assert_eq!(cursor_on_disk(dir.path()), None, "{interval:?}");
+        // A clean close still writes it.
+        drop(spool);
+        assert_eq!(cursor_on_disk(dir.path()), Some(60), "{interval:?}");
+    }
 }
 
 #[test]
