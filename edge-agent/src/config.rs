@@ -1081,27 +1081,8 @@ mod tests {
 
     #[test]
     fn the_spool_dir_is_next_to_the_config_file_and_sizes_are_in_mib() {
-        let dir = tempfile::tempdir().unwrap();
-        for file in ["det.onnx", "emb.onnx", "libonnxruntime.so"] {
-            std::fs::write(dir.path().join(file), b"").unwrap();
-        }
-        let head = format!(
-            r#"
-            onnxruntime_library = "{}"
-            [kafka]
-            bootstrap_servers = "localhost:9092"
-            [detector]
-            model = "det.onnx"
-            [embedder]
-            model = "emb.onnx"
-            [[cameras]]
-            id = "a"
-            url = "rtsp://127.0.0.1:1/a"
-        "#,
-            dir.path().join("libonnxruntime.so").display()
-        );
-        let path = dir.path().join("edge.toml");
-        std::fs::write(&path, &head).unwrap();
+        let (dir, path) = config_dir("");
+        let head = std::fs::read_to_string(&path).unwrap();
         let config = EdgeConfig::load(&path).unwrap();
         assert_eq!(config.spool.dir, dir.path().join("spool"));
         let spool = config.spool.spool_config();

@@ -4,40 +4,37 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// A valid config file with empty model and library files beside it.
-fn write_config(dir: &Path) -> std::path::PathBuf {
-    for file in ["det.onnx", "emb.onnx", "libonnxruntime.so"] {
-        std::fs::write(dir.join(file), b"").unwrap();
+/// The deploy example, whose model and library paths do not exist here.
+const DEPLOY_EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../deploy/config/edge-agent.toml"
+);
+
+/// Overrides that point the deploy example's paths at empty files in `dir`,
+/// plus the camera password its `password_env` names.
+fn local_paths(dir: &Path) -> Vec<(String, String)> {
+    let mut env = vec![(
+        "ARGUS_CAMERA_PASSWORD".to_string(),
+        "hunter2-secret".to_string(),
+    )];
+    for (var, file) in [
+        ("ARGUS_EDGE__ONNXRUNTIME_LIBRARY", "libonnxruntime.so"),
+        ("ARGUS_EDGE__DETECTOR__MODEL", "det.onnx"),
+        ("ARGUS_EDGE__EMBEDDER__MODEL", "emb.onnx"),
+    ] {
+        let path = dir.join(file);
+        std::fs::write(&path, b"").unwrap();
+        env.push((var.into(), path.display().to_string()));
     }
-    let path = dir.join("edge.toml");
-    std::fs::write(
-        &path,
-        r#"
-        onnxruntime_library = "libonnxruntime.so"
-        [kafka]
-        bootstrap_servers = "localhost:9092"
-        [detector]
-        model = "det.onnx"
-        [embedder]
-        model = "emb.onnx"
-        [[cameras]]
-        id = "entrance"
-        url = "rtsp://127.0.0.1:1/a"
-        "#
-        .replace(
-            "libonnxruntime.so",
-            &dir.join("libonnxruntime.so").display().to_string(),
-        ),
-    )
-    .unwrap();
-    path
+    env
 }
 
-fn check_config(config: &Path, env: &[(&str, &str)]) -> Output {
+fn check_config(dir: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_edge-agent"))
         .arg("check-config")
-        .arg(config)
+        .arg(DEPLOY_EXAMPLE)
         .env_clear()
+        .envs(local_paths(dir))
         .envs(env.iter().copied())
         .output()
         .unwrap()
@@ -46,12 +43,11 @@ fn check_config(config: &Path, env: &[(&str, &str)]) -> Output {
 #[test]
 fn check_config_lists_the_overrides_by_name_only() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
     let output = check_config(
-        &config,
+        dir.path(),
         &[
-            ("ARGUS_EDGE__CAMERAS__ENTRANCE__USERNAME", "admin"),
-            ("ARGUS_EDGE__CAMERAS__ENTRANCE__PASSWORD", "hunter2-secret"),
+            ("ARGUS_EDGE__CAMERAS__HALL__USERNAME", "admin"),
+            ("ARGUS_EDGE__CAMERAS__HALL__PASSWORD", "hunter2-secret"),
             ("ARGUS_EDGE__DETECTOR__SCORE_THRESHOLD", "0.4"),
         ],
     );
@@ -62,29 +58,41 @@ fn check_config_lists_the_overrides_by_name_only() {
         lines[1..],
         [
             "environment overrides (values not shown):",
-            "  ARGUS_EDGE__CAMERAS__ENTRANCE__PASSWORD -> cameras[id=\"entrance\"].password",
-            "  ARGUS_EDGE__CAMERAS__ENTRANCE__USERNAME -> cameras[id=\"entrance\"].username",
+            "  ARGUS_EDGE__CAMERAS__HALL__PASSWORD -> cameras[id=\"hall\"].password",
+            "  ARGUS_EDGE__CAMERAS__HALL__USERNAME -> cameras[id=\"hall\"].username",
+            "  ARGUS_EDGE__DETECTOR__MODEL -> detector.model",
             "  ARGUS_EDGE__DETECTOR__SCORE_THRESHOLD -> detector.score_threshold",
+            "  ARGUS_EDGE__EMBEDDER__MODEL -> embedder.model",
+            "  ARGUS_EDGE__ONNXRUNTIME_LIBRARY -> onnxruntime_library",
         ]
     );
-    assert!(lines[0].ends_with(": OK (1 cameras)"), "{stdout}");
+    assert!(lines[0].ends_with("det.onnx: OK (2 cameras)"), "{stdout}");
     assert!(!stdout.contains("hunter2"), "a secret in:\n{stdout}");
 
-    let plain = check_config(&config, &[]);
-    let stdout = String::from_utf8(plain.stdout).unwrap();
-    assert!(plain.status.success(), "{stdout}");
-    assert_eq!(stdout.lines().nth(1), Some("no environment overrides"));
+    // Without the overrides the deploy example's paths do not exist here.
+    let plain = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["check-config", DEPLOY_EXAMPLE])
+        .env_clear()
+        .env("ARGUS_CAMERA_PASSWORD", "x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(plain.stderr).unwrap();
+    assert_eq!(plain.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("detector.model /opt/argus/models/yolov3-tiny.onnx does not exist"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn check_config_names_every_bad_variable_and_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
     let output = check_config(
-        &config,
+        dir.path(),
         &[
             ("ARGUS_EDGE__DETECTOR__SCORE_THRESHOLD", "hunter2-secret"),
             ("ARGUS_EDGE__CAMERAS__ENTRANCE__PASWORD", "x"),
+            ("ARGUS_EDGE__CAMERAS__LOBBY__URL", "rtsp://x/y"),
             ("ARGUS_EDGE__EGRESS__LINGER_MS", "-5"),
         ],
     );
@@ -94,6 +102,7 @@ fn check_config_names_every_bad_variable_and_fails() {
         "ARGUS_EDGE__DETECTOR__SCORE_THRESHOLD: the value does not fit detector.score_threshold: expected f32",
         "ARGUS_EDGE__CAMERAS__ENTRANCE__PASWORD: there is no setting cameras[id=\"entrance\"].pasword",
         "ARGUS_EDGE__EGRESS__LINGER_MS: the value does not fit egress.linger_ms: expected u32",
+        "ARGUS_EDGE__CAMERAS__LOBBY__URL: cameras has no element whose id is \"lobby\"",
     ] {
         assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
     }
