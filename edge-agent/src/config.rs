@@ -1,16 +1,45 @@
 //! The edge agent's TOML configuration.
 //!
 //! Relative model and spool paths are resolved against the config file's
-//! directory.
-//! `ARGUS_KAFKA_BOOTSTRAP_SERVERS` overrides `kafka.bootstrap_servers` and
-//! `ORT_DYLIB_PATH` supplies `onnxruntime_library` when it is not set.
+//! directory, also when an environment variable sets them.
+//!
+//! # Environment overrides
+//!
+//! Any setting of the file can be overridden by an environment variable
+//! `ARGUS_EDGE__<TABLE>__<KEY>`: the segments between double underscores
+//! are keys, matched lower-cased, so
+//! `ARGUS_EDGE__DETECTOR__SCORE_THRESHOLD=0.4` sets
+//! `detector.score_threshold`, `ARGUS_EDGE__HEALTH_INTERVAL_S=5` a top-level
+//! key and `ARGUS_EDGE__METRICS__LISTEN=0.0.0.0:9100` `metrics.listen`
+//! (creating `[metrics]` if the file has none). A camera is named by its
+//! `id`, ignoring case: `ARGUS_EDGE__CAMERAS__ENTRANCE__URL` sets the `url`
+//! of the camera whose id is `entrance`. Only ids of ASCII letters, digits
+//! and single underscores can be named (`lobby-1` cannot), and variables
+//! never add cameras.
+//!
+//! A value is read as a TOML value when it is one (`0.4`, `true`,
+//! `[0, 2]`, `"0.4"` as a string), else as the text itself (`host:9092`,
+//! `/models/x.onnx`, `on-roll`); a number or boolean given to a text setting
+//! is taken as its text. The variables change the parsed file before it is
+//! checked, so every check covers them. A variable that names no setting, or
+//! whose value does not fit, is reported by name with the file's other
+//! problems; values are never printed (they may be passwords).
+//! `check-config` lists the variables applied. The mechanism is
+//! [`service_kit::config::overrides`].
+//!
+//! Two older variables still work, below the `ARGUS_EDGE__` ones:
+//! `ARGUS_KAFKA_BOOTSTRAP_SERVERS` (when not empty) overrides
+//! `kafka.bootstrap_servers` unless `ARGUS_EDGE__KAFKA__BOOTSTRAP_SERVERS`
+//! is set, and `ORT_DYLIB_PATH` supplies `onnxruntime_library` when neither
+//! the file nor `ARGUS_EDGE__ONNXRUNTIME_LIBRARY` sets it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use service_kit::config::overrides::{self, Applied, Loaded};
 use service_kit::config::{ConfigError, Problems};
-use service_kit::kafka::{Compression, KafkaSettings, ProducerTuning};
+use service_kit::kafka::{BOOTSTRAP_ENV, Compression, KafkaSettings, ProducerTuning};
 use vision::roi::{Anchor, Polygon, RegionFilter};
 
 use crate::source::kind::{self, Credentials, Source, SourceKind};
@@ -682,20 +711,80 @@ impl CameraConfig {
     }
 }
 
+/// Prefix of the environment variables that override settings of the file:
+/// `ARGUS_EDGE__DETECTOR__SCORE_THRESHOLD` sets `detector.score_threshold`.
+pub const ENV_PREFIX: &str = "ARGUS_EDGE";
+
+/// Supplies `onnxruntime_library` when neither the file nor an override sets it.
+pub const ORT_LIBRARY_ENV: &str = "ORT_DYLIB_PATH";
+
+/// A configuration and the environment variables that changed it.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The configuration, validated.
+    pub config: EdgeConfig,
+    /// Every variable that set a setting, in the order applied; names only.
+    pub overrides: Vec<Applied>,
+}
+
 impl EdgeConfig {
-    /// Loads, resolves relative paths, applies environment overrides and validates.
+    /// Loads `path` with the process environment's overrides, resolves
+    /// relative paths and validates (see [`EdgeConfig::load_with_env`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let mut config: EdgeConfig = service_kit::config::load(path)?;
+        Self::load_with_env(path, overrides::process_env()).map(|loaded| loaded.config)
+    }
+
+    /// Loads `path`, applies the overrides found in `env` (`(name, value)`
+    /// pairs; see the module docs), resolves relative paths against the
+    /// file's directory and validates. Bad overrides are reported with the
+    /// file's other problems, all at once.
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<LoadedConfig, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(var, _)| var == name)
+                .map(|(_, value)| value.clone())
+        };
+        let Loaded {
+            mut config,
+            applied: mut overrides,
+            problems,
+        } = overrides::load_with_env::<EdgeConfig>(path, ENV_PREFIX, env.iter().cloned())?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.detector.model = base.join(&config.detector.model);
         config.embedder.model = base.join(&config.embedder.model);
         config.spool.dir = base.join(&config.spool.dir);
-        config.kafka.apply_env();
-        if config.onnxruntime_library.is_none() {
-            config.onnxruntime_library = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
+        let mut fallback = |key: &str, var: &str| {
+            let overridden = overrides.iter().any(|applied| applied.key == key);
+            let value = lookup(var).filter(|value| !overridden && !value.trim().is_empty());
+            if value.is_some() {
+                overrides.push(Applied {
+                    var: var.into(),
+                    key: key.into(),
+                });
+            }
+            value
+        };
+        if let Some(servers) = fallback("kafka.bootstrap_servers", BOOTSTRAP_ENV) {
+            config.kafka.bootstrap_servers = servers;
         }
-        config.validate()?;
-        Ok(config)
+        if config.onnxruntime_library.is_none()
+            && let Some(library) = fallback("onnxruntime_library", ORT_LIBRARY_ENV)
+        {
+            config.onnxruntime_library = Some(PathBuf::from(library));
+        }
+        let mut p = Problems::default();
+        p.extend(problems);
+        match config.validate() {
+            Ok(()) => {}
+            Err(ConfigError::Invalid(found)) => p.extend(found),
+            Err(other) => return Err(other),
+        }
+        p.finish()?;
+        Ok(LoadedConfig { config, overrides })
     }
 
     /// Checks every field and reports all problems at once.
@@ -1107,27 +1196,8 @@ mod tests {
 
     #[test]
     fn the_spool_dir_is_next_to_the_config_file_and_sizes_are_in_mib() {
-        let dir = tempfile::tempdir().unwrap();
-        for file in ["det.onnx", "emb.onnx", "libonnxruntime.so"] {
-            std::fs::write(dir.path().join(file), b"").unwrap();
-        }
-        let head = format!(
-            r#"
-            onnxruntime_library = "{}"
-            [kafka]
-            bootstrap_servers = "localhost:9092"
-            [detector]
-            model = "det.onnx"
-            [embedder]
-            model = "emb.onnx"
-            [[cameras]]
-            id = "a"
-            url = "rtsp://127.0.0.1:1/a"
-        "#,
-            dir.path().join("libonnxruntime.so").display()
-        );
-        let path = dir.path().join("edge.toml");
-        std::fs::write(&path, &head).unwrap();
+        let (dir, path) = config_dir("");
+        let head = std::fs::read_to_string(&path).unwrap();
         let config = EdgeConfig::load(&path).unwrap();
         assert_eq!(config.spool.dir, dir.path().join("spool"));
         let spool = config.spool.spool_config();
@@ -1340,5 +1410,218 @@ mod tests {
             parsed,
             format!("{:?}", CameraConfig::new("a", "rtsp://127.0.0.1:1/a"))
         );
+    }
+
+    /// A valid config file with empty model and library files beside it.
+    fn config_dir(extra: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["det.onnx", "emb.onnx", "other.onnx", "libonnxruntime.so"] {
+            std::fs::write(dir.path().join(file), b"").unwrap();
+        }
+        let text = format!(
+            r#"
+            onnxruntime_library = "{}"
+            [kafka]
+            bootstrap_servers = "file-host:9092"
+            [detector]
+            model = "det.onnx"
+            [embedder]
+            model = "emb.onnx"
+            [[cameras]]
+            id = "entrance"
+            url = "rtsp://127.0.0.1:1/a"
+            [[cameras]]
+            id = "yard"
+            url = "rtsp://127.0.0.1:1/b"
+            {extra}
+            "#,
+            dir.path().join("libonnxruntime.so").display()
+        );
+        let path = dir.path().join("edge.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_beat_the_file_and_are_listed_by_name() {
+        let (dir, path) = config_dir("");
+        let other = dir.path().join("other.onnx");
+        let other = other.to_str().unwrap();
+        let loaded = EdgeConfig::load_with_env(
+            &path,
+            vars(&[
+                ("ARGUS_EDGE__DETECTOR__SCORE_THRESHOLD", "0.4"),
+                ("ARGUS_EDGE__DETECTOR__MODEL", other),
+                ("ARGUS_EDGE__DETECTOR__CLASSES", "[0, 2]"),
+                ("ARGUS_EDGE__KAFKA__BOOTSTRAP_SERVERS", "env-host:9092"),
+                ("ARGUS_KAFKA_BOOTSTRAP_SERVERS", "legacy-host:9092"),
+                ("ARGUS_EDGE__METRICS__LISTEN", "0.0.0.0:9100"),
+                ("ARGUS_EDGE__EMBEDDER__ENABLED", "false"),
+                ("ARGUS_EDGE__EMBEDDER__MODEL", "missing/but/disabled.onnx"),
+                ("ARGUS_EDGE__SPOOL__FSYNC", "never"),
+                ("ARGUS_EDGE__CAMERAS__YARD__MAX_FPS", "2.5"),
+                ("ARGUS_EDGE__CAMERAS__YARD__USERNAME", "1234"),
+                ("ARGUS_EDGE__CAMERAS__YARD__PASSWORD", "s3cret:/x"),
+            ]),
+        )
+        .unwrap();
+        let config = &loaded.config;
+        assert_eq!(config.detector.score_threshold, 0.4);
+        assert_eq!(config.detector.model, PathBuf::from(other));
+        assert_eq!(config.detector.classes, [0, 2]);
+        assert_eq!(config.kafka.bootstrap_servers, "env-host:9092");
+        assert_eq!(
+            config.metrics,
+            Some(MetricsConfig {
+                listen: "0.0.0.0:9100".into(),
+                unhealthy_after_s: default_unhealthy_after_s(),
+            })
+        );
+        assert!(!config.embedder.enabled);
+        assert_eq!(
+            config.embedder.model,
+            dir.path().join("missing/but/disabled.onnx"),
+            "relative to the config file"
+        );
+        assert_eq!(config.spool.fsync, SpoolFsync::Never);
+        assert_eq!(config.cameras[0].max_fps, 0.0);
+        assert_eq!(config.cameras[1].max_fps, 2.5);
+        assert_eq!(config.cameras[1].username.as_deref(), Some("1234"));
+        assert_eq!(config.cameras[1].password, Some(Secret("s3cret:/x".into())));
+        let names: Vec<(&str, &str)> = loaded
+            .overrides
+            .iter()
+            .map(|a| (a.var.as_str(), a.key.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (
+                    "ARGUS_EDGE__CAMERAS__YARD__MAX_FPS",
+                    "cameras[id=\"yard\"].max_fps"
+                ),
+                (
+                    "ARGUS_EDGE__CAMERAS__YARD__PASSWORD",
+                    "cameras[id=\"yard\"].password"
+                ),
+                (
+                    "ARGUS_EDGE__CAMERAS__YARD__USERNAME",
+                    "cameras[id=\"yard\"].username"
+                ),
+                ("ARGUS_EDGE__DETECTOR__CLASSES", "detector.classes"),
+                ("ARGUS_EDGE__DETECTOR__MODEL", "detector.model"),
+                (
+                    "ARGUS_EDGE__DETECTOR__SCORE_THRESHOLD",
+                    "detector.score_threshold"
+                ),
+                ("ARGUS_EDGE__EMBEDDER__ENABLED", "embedder.enabled"),
+                ("ARGUS_EDGE__EMBEDDER__MODEL", "embedder.model"),
+                (
+                    "ARGUS_EDGE__KAFKA__BOOTSTRAP_SERVERS",
+                    "kafka.bootstrap_servers"
+                ),
+                ("ARGUS_EDGE__METRICS__LISTEN", "metrics.listen"),
+                ("ARGUS_EDGE__SPOOL__FSYNC", "spool.fsync"),
+            ]
+        );
+        assert!(
+            !format!("{loaded:?}").contains("s3cret"),
+            "a secret in Debug"
+        );
+    }
+
+    #[test]
+    fn the_older_variables_still_apply_below_the_new_ones() {
+        let (dir, path) = config_dir("");
+        let legacy = EdgeConfig::load_with_env(
+            &path,
+            vars(&[("ARGUS_KAFKA_BOOTSTRAP_SERVERS", "legacy-host:9092")]),
+        )
+        .unwrap();
+        assert_eq!(legacy.config.kafka.bootstrap_servers, "legacy-host:9092");
+        assert_eq!(legacy.overrides[0].var, "ARGUS_KAFKA_BOOTSTRAP_SERVERS");
+        let blank =
+            EdgeConfig::load_with_env(&path, vars(&[("ARGUS_KAFKA_BOOTSTRAP_SERVERS", " ")]))
+                .unwrap();
+        assert_eq!(blank.config.kafka.bootstrap_servers, "file-host:9092");
+        assert!(blank.overrides.is_empty());
+
+        // ORT_DYLIB_PATH only fills in a library the file leaves out.
+        let library = dir.path().join("libonnxruntime.so");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let without: String = text
+            .lines()
+            .filter(|line| !line.contains("onnxruntime_library"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&path, without).unwrap();
+        let ort = vars(&[("ORT_DYLIB_PATH", library.to_str().unwrap())]);
+        let loaded = EdgeConfig::load_with_env(&path, ort.clone()).unwrap();
+        assert_eq!(loaded.config.onnxruntime_library.as_ref(), Some(&library));
+        assert_eq!(
+            (
+                loaded.overrides[0].var.as_str(),
+                loaded.overrides[0].key.as_str()
+            ),
+            ("ORT_DYLIB_PATH", "onnxruntime_library")
+        );
+        let err = EdgeConfig::load_with_env(&path, vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("onnxruntime_library is not set and ORT_DYLIB_PATH is empty"),
+            "{err}"
+        );
+        let mut both = ort;
+        both.extend(vars(&[(
+            "ARGUS_EDGE__ONNXRUNTIME_LIBRARY",
+            "/nonexistent/lib.so",
+        )]));
+        let err = EdgeConfig::load_with_env(&path, both)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("onnxruntime_library /nonexistent/lib.so does not exist"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_overrides_are_named_with_every_other_problem() {
+        let (_dir, path) = config_dir("max_fps = 5000.0");
+        let err = EdgeConfig::load_with_env(
+            &path,
+            vars(&[
+                ("ARGUS_EDGE__DETECTOR__SCORE_THRESHOLD", "very-secret"),
+                ("ARGUS_EDGE__DETECTOR__SCORE_TRESHOLD", "0.4"),
+                ("ARGUS_EDGE__CAMERAS__YARD__RTSP_TCP", "sometimes"),
+                ("ARGUS_EDGE__CAMERAS__GATE__URL", "rtsp://x/y"),
+                ("ARGUS_EDGE__DETECTOR__NMS_IOU_THRESHOLD", "1.5"),
+                ("ARGUS_EDGE__SPOOL__MAX_MB", "-1"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "ARGUS_EDGE__DETECTOR__SCORE_THRESHOLD: the value does not fit detector.score_threshold: expected f32",
+            "ARGUS_EDGE__DETECTOR__SCORE_TRESHOLD: there is no setting detector.score_treshold (unknown field `score_treshold`",
+            "ARGUS_EDGE__CAMERAS__YARD__RTSP_TCP: the value does not fit cameras[id=\"yard\"].rtsp_tcp: expected a boolean",
+            "ARGUS_EDGE__CAMERAS__GATE__URL: cameras has no element whose id is \"gate\"",
+            "ARGUS_EDGE__SPOOL__MAX_MB: the value does not fit spool.max_mb: expected u64",
+            // The checks run on what the variables set, and on the file.
+            "detector.nms_iou_threshold must be in [0, 1]",
+            "camera \"yard\": max_fps must be 0 (every frame) or from 0.01 to 1000, got 5000",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+        assert_eq!(err.matches("\n  - ").count(), 7, "{err}");
+        assert!(!err.contains("very-secret"), "a value in:\n{err}");
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use edge_agent::bench::BenchOptions;
-use edge_agent::config::EdgeConfig;
+use edge_agent::config::{EdgeConfig, LoadedConfig};
 use edge_agent::inference::DetectionParams;
 
 /// Argus edge agent: decodes camera streams, detects people with a YOLO model
@@ -28,7 +28,10 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a configuration file and report every problem.
+    /// Validate a configuration file, with the environment overrides
+    /// (ARGUS_EDGE__<TABLE>__<KEY>, e.g. ARGUS_EDGE__DETECTOR__SCORE_THRESHOLD,
+    /// ARGUS_EDGE__CAMERAS__<ID>__URL), and report every problem. Lists the
+    /// variables that changed a setting, by name only (values may be secrets).
     CheckConfig {
         /// TOML configuration.
         config: PathBuf,
@@ -139,20 +142,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { config } => match EdgeConfig::load(&config) {
-            Ok(config) => {
-                println!(
-                    "{}: OK ({} cameras)",
-                    config_path_display(&config),
-                    config.cameras.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("error: {error}");
-                ExitCode::from(2)
-            }
-        },
+        Command::CheckConfig { config } => check_config(&config),
         Command::Bench(args) => bench(args),
         Command::Model(ModelCommand::GenerateWeights { cfg, output, seed }) => {
             generate_weights(&cfg, &output, seed)
@@ -177,6 +167,34 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Validates `path` with the process environment's overrides and lists
+/// the variables applied, by name.
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let env = service_kit::config::overrides::process_env();
+    match EdgeConfig::load_with_env(path, env) {
+        Ok(LoadedConfig { config, overrides }) => {
+            println!(
+                "{}: OK ({} cameras)",
+                config_path_display(&config),
+                config.cameras.len()
+            );
+            if overrides.is_empty() {
+                println!("no environment overrides");
+            } else {
+                println!("environment overrides (values not shown):");
+                for applied in overrides {
+                    println!("  {} -> {}", applied.var, applied.key);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
         }
     }
 }

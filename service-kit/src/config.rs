@@ -1,4 +1,7 @@
-//! Loading a service's TOML configuration.
+//! Loading a service's TOML configuration, with environment-variable
+//! overrides ([`overrides`]), and collecting its problems.
+
+pub mod overrides;
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +59,11 @@ impl Problems {
     /// Records a problem unconditionally.
     pub fn push(&mut self, problem: String) {
         self.0.push(problem);
+    }
+
+    /// Records several problems.
+    pub fn extend(&mut self, problems: impl IntoIterator<Item = String>) {
+        self.0.extend(problems);
     }
 
     /// `Ok` when nothing was recorded.
