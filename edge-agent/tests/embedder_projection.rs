@@ -49,7 +49,11 @@ fn same_person_pairs(a: &[Detection], b: &[Detection]) -> Vec<(usize, usize)> {
     let mut scored: Vec<(f32, usize, usize)> = a
         .iter()
         .enumerate()
-        .flat_map(|(i, p)| b.iter().enumerate().map(move |(j, q)| (bbox(p).iou(&bbox(q)), i, j)))
+        .flat_map(|(i, p)| {
+            b.iter()
+                .enumerate()
+                .map(move |(j, q)| (bbox(p).iou(&bbox(q)), i, j))
+        })
         .filter(|(iou, _, _)| *iou >= SAME_MIN_IOU)
         .collect();
     scored.sort_by(|x, y| y.0.total_cmp(&x.0));
