@@ -372,8 +372,7 @@ def main() -> None:
     chosen = quality[f"{args.components}-d {args.projection}"]
     model = projected_model(embedder_model, mean if args.projection == "centred" else None,
                             components)
-    props = {p.key: p.value for p in model.metadata_props}
-    props[PROVENANCE_KEY] = (
+    provenance = (
         f"{PROJECTIONS[args.projection]} {fit.shape[1]}->{args.components} fitted on "
         f"{len(fit)} person crops of {len(calibration)} frames of "
         f"{os.path.basename(args.video)} (every {args.every}th from 0; detector "
@@ -382,7 +381,7 @@ def main() -> None:
         f"held-out (frames t, t+{args.gap}, t = 3 mod {args.every}) cosine same person "
         f"{chosen[0]:.3f}, different people {chosen[1]:.3f}, AUC {chosen[2]:.4f} "
         f"(1280-d: {quality['1280-d'][0]:.3f}, {quality['1280-d'][1]:.3f}, {raw_auc:.4f})")
-    save_with_metadata(model, props, args.output)
+    save_with_metadata(model, {PROVENANCE_KEY: provenance}, args.output)
 
 
 if __name__ == "__main__":
