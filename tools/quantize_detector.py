@@ -141,6 +141,20 @@ def letterbox(rgb: np.ndarray, dst_w: int, dst_h: int) -> np.ndarray:
     return out
 
 
+def save_with_metadata(model: onnx.ModelProto, updates: dict[str, str], output: str) -> None:
+    """Sets the metadata keys of `updates` on `model` (keeping its others),
+    checks it and writes it to `output` atomically (through `output.tmp`)."""
+    props = {p.key: p.value for p in model.metadata_props} | updates
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    tmp_out = output + ".tmp"
+    onnx.save(model, tmp_out)
+    os.replace(tmp_out, output)
+    print(f"wrote {output} ({os.path.getsize(output)} bytes)", file=sys.stderr)
+
+
 class FrameReader(CalibrationDataReader):
     """Feeds the letterboxed calibration frames, one batch of one at a time."""
 
@@ -221,22 +235,12 @@ def main() -> None:
         if outputs[out].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
             sys.exit(f"head output {out} is no longer float32")
 
-    props = {p.key: p.value for p in quantized.metadata_props}
-    props[METADATA_KEY] = spec
-    props[PROVENANCE_KEY] = (
+    provenance = (
         f"onnxruntime static int8 ({args.format}), weights int8 (7-bit) per channel, "
         f"activations uint8 min/max over {len(tensors)} frames of "
         f"{os.path.basename(args.video)} (every {args.every}th from 0); "
         f"float32: {','.join(keep) or 'none'}")
-    del quantized.metadata_props[:]
-    for key, value in props.items():
-        quantized.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(quantized)
-
-    tmp_out = args.output + ".tmp"
-    onnx.save(quantized, tmp_out)
-    os.replace(tmp_out, args.output)
-    print(f"wrote {args.output} ({os.path.getsize(args.output)} bytes)", file=sys.stderr)
+    save_with_metadata(quantized, {METADATA_KEY: spec, PROVENANCE_KEY: provenance}, args.output)
 
 
 if __name__ == "__main__":

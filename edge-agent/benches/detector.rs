@@ -12,14 +12,14 @@
 
 use std::time::{Duration, Instant};
 
-use edge_agent::inference::{self, DetectionParams, Detector};
+use edge_agent::inference::Detector;
 use vision::letterbox::RgbFrame;
 
 #[path = "../tests/common/mod.rs"]
 #[allow(dead_code)] // the bench uses part of it
 mod common;
 
-use common::{asset, vtest_frames};
+use common::{asset, ort_environment, person_params, vtest_frames};
 
 /// Intra-op threads of each session: the cores of a small edge box.
 const THREADS: usize = 2;
@@ -40,12 +40,8 @@ fn summary(times: &mut [Duration]) -> (f64, f64) {
 }
 
 fn main() {
-    let env = inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap();
-    let params = DetectionParams {
-        score_threshold: 0.3,
-        nms_iou_threshold: 0.45,
-        classes: vec![0],
-    };
+    let env = ort_environment();
+    let params = person_params();
     let mut models = [
         Detector::load(&env, &asset("yolov3-tiny.onnx"), params.clone(), THREADS).unwrap(),
         Detector::load(&env, &asset("yolov3-tiny-int8.onnx"), params, THREADS).unwrap(),

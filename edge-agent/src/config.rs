@@ -425,7 +425,10 @@ pub struct EmbedderConfig {
     /// Compute embeddings (the tracker's re-identification needs them).
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// ONNX model made by `tools/mobilenetv2_to_onnx.py`.
+    /// ONNX model: `mobilenetv2-embedder-128.onnx` (128-d, made by
+    /// `tools/fit_embedding_projection.py`) or `mobilenetv2-embedder.onnx`
+    /// (1280-d, `tools/mobilenetv2_to_onnx.py`); any model with input
+    /// `images` [N, 3, H, W] and one [N, D] output.
     pub model: PathBuf,
     /// Crop height fed to the model.
     #[serde(default = "default_embed_height")]

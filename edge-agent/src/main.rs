@@ -63,6 +63,11 @@ struct BenchArgs {
     /// configured detector, else $ARGUS_ASSETS/yolov3-tiny.onnx.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Embedder ONNX model. Default: the configured embedder, else
+    /// $ARGUS_ASSETS/mobilenetv2-embedder-128.onnx (128-d; the 1280-d
+    /// mobilenetv2-embedder.onnx is there too).
+    #[arg(long)]
+    embedder: Option<PathBuf>,
     /// Frames per detector call. Default: detector.max_batch of --config,
     /// else 1.
     #[arg(long)]
@@ -269,8 +274,15 @@ fn bench_options(args: BenchArgs) -> Result<BenchOptions, String> {
             },
             0,
             1,
-            Some((assets.join("mobilenetv2-embedder.onnx"), 128, 64)),
+            Some((assets.join("mobilenetv2-embedder-128.onnx"), 128, 64)),
         ),
+    };
+    let embedder = match (args.embedder, embedder) {
+        (Some(path), Some((_, height, width))) => Some((path, height, width)),
+        (Some(_), None) => {
+            return Err("--embedder: the configuration disables the embedder".into());
+        }
+        (None, embedder) => embedder,
     };
     let seconds = |value: f64, what: &str| {
         Duration::try_from_secs_f64(value)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use edge_agent::config::{CameraConfig, OnEos};
-use edge_agent::inference::{self, DetectionParams, Detector, Embedder};
+use edge_agent::inference::{DetectionParams, Detector, Embedder};
 use edge_agent::queue::{FrameQueue, Next};
 use edge_agent::source::{self, CameraStats};
 use vision::letterbox::RgbFrame;
@@ -13,7 +13,7 @@ use vision::yolo::Candidate;
 #[allow(dead_code)] // each test crate uses part of it
 mod common;
 
-use common::{asset, vtest_frames};
+use common::{asset, ort_environment, person_params, vtest_frames};
 
 fn person_jpg() -> image::RgbImage {
     image::open(asset("darknet/data/person.jpg"))
@@ -23,12 +23,8 @@ fn person_jpg() -> image::RgbImage {
 
 #[test]
 fn yolov3_tiny_finds_the_person_in_person_jpg_and_embeddings_separate_crops() {
-    let env = inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap();
-    let params = DetectionParams {
-        score_threshold: 0.3,
-        nms_iou_threshold: 0.45,
-        classes: vec![0],
-    };
+    let env = ort_environment();
+    let params = person_params();
     let mut detector = Detector::load(&env, &asset("yolov3-tiny.onnx"), params, 0).unwrap();
     assert_eq!(detector.model_id(), "yolov3-tiny@416x416");
     let img = person_jpg();
@@ -181,12 +177,8 @@ fn a_silent_rtsp_camera_is_reported_stalled_and_reconnected() {
 fn masks_on_vtest_drop_everyone_in_an_exclusion_and_keep_the_roi() {
     use vision::roi::{Polygon, RegionFilter};
 
-    let env = inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap();
-    let params = DetectionParams {
-        score_threshold: 0.3,
-        nms_iou_threshold: 0.45,
-        classes: vec![0],
-    };
+    let env = ort_environment();
+    let params = person_params();
     let mut detector = Detector::load(&env, &asset("yolov3-tiny.onnx"), params, 0).unwrap();
     let rect = |x0: f32, y0: f32, x1: f32, y1: f32| {
         Polygon::new(vec![[x0, y0], [x1, y0], [x1, y1], [x0, y1]]).unwrap()
@@ -297,12 +289,8 @@ impl Agreement {
 /// default thresholds.
 #[test]
 fn int8_detector_finds_what_the_float32_detector_finds() {
-    let env = inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap();
-    let params = DetectionParams {
-        score_threshold: 0.3,
-        nms_iou_threshold: 0.45,
-        classes: vec![0],
-    };
+    let env = ort_environment();
+    let params = person_params();
     let mut fp32 = Detector::load(&env, &asset("yolov3-tiny.onnx"), params.clone(), 0).unwrap();
     let mut int8 = Detector::load(&env, &asset("yolov3-tiny-int8.onnx"), params, 0).unwrap();
     assert_eq!(int8.model_id(), "yolov3-tiny-int8@416x416");
@@ -385,7 +373,7 @@ fn assert_same_candidates(
 /// batch item decoded with another item's output or geometry would show.
 #[test]
 fn a_batch_finds_what_single_calls_find_item_by_item() {
-    let env = inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap();
+    let env = ort_environment();
     let mut detector = all_classes_detector(&env);
     let img = person_jpg();
     let mirrored = image::imageops::flip_horizontal(&img);
@@ -430,7 +418,7 @@ fn a_batch_finds_what_single_calls_find_item_by_item() {
 /// embeddings as one call per frame.
 #[test]
 fn embedding_crops_of_several_frames_at_once_matches_per_frame_calls() {
-    let env = inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap();
+    let env = ort_environment();
     let mut embedder =
         Embedder::load(&env, &asset("mobilenetv2-embedder.onnx"), 128, 64, 0).unwrap();
     let img = person_jpg();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use edge_agent::config::{CameraConfig, OnEos};
+use edge_agent::inference::{self, DetectionParams};
 use edge_agent::queue::{Frame, FrameQueue, Next};
 use edge_agent::source::{self, CameraStats};
 
@@ -24,6 +25,21 @@ pub fn asset(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The ONNX Runtime environment on the asset cache's library.
+pub fn ort_environment() -> ort::environment::Environment {
+    inference::environment(&asset("libonnxruntime.so.1.31.1")).unwrap()
+}
+
+/// People only, at the agent's default thresholds (score 0.3, NMS IoU 0.45:
+/// edge-agent/src/config.rs).
+pub fn person_params() -> DetectionParams {
+    DetectionParams {
+        score_threshold: 0.3,
+        nms_iou_threshold: 0.45,
+        classes: vec![0],
+    }
 }
 
 /// A file camera on vtest.avi, delivering every frame.
