@@ -204,10 +204,11 @@ if [ ! -f "$DETECTOR_INT8" ] || [ "$(cat "$DETECTOR_INT8.stamp" 2>/dev/null)" !=
   echo "$int8_inputs" > "$DETECTOR_INT8.stamp"
 fi
 
-# The default embedder: the 1280-d MobileNetV2 features projected to 128-d by
-# mean-centering + PCA fitted on person crops of vtest.avi
-# (tools/fit_embedding_projection.py; it prints the held-out separation of
-# both). Redone, like the int8 step, only when one of its inputs changes.
+# The default embedder: the 1280-d MobileNetV2 features projected onto their
+# top 128 principal axes (uncentred: centring cost separation), fitted on
+# person crops of vtest.avi (tools/fit_embedding_projection.py; it prints the
+# held-out separation of both). Redone, like the int8 step, only when one of
+# its inputs changes.
 EMBEDDER_128="$ASSETS/mobilenetv2-embedder-128.onnx"
 proj_inputs="$(sha256sum "$EMBEDDER_ONNX" "$DETECTOR_ONNX" "$VTEST" \
   "$ROOT/tools/fit_embedding_projection.py" "$ROOT/tools/quantize_detector.py" \
