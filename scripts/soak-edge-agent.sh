@@ -8,8 +8,8 @@
 #
 # Samples the agent's VmRSS every ARGUS_SOAK_SAMPLE_S seconds into
 # $OUT/rss.tsv (seconds since start, KiB), reads its /metrics at the end and
-# prints the RSS after warm-up, at the end, the minimum and maximum after
-# warm-up, and the frames analysed.
+# prints the RSS at the first sample with the models loaded, after warm-up,
+# at the end, the minimum and maximum after warm-up, and the frames analysed.
 #
 # Environment:
 #   ARGUS_SOAK_SECONDS   run length (default 1800)
@@ -17,8 +17,10 @@
 #   ARGUS_SOAK_SAMPLE_S  sampling period (default 30)
 #   ARGUS_SOAK_FPS       max_fps per camera (default 5.0, as deploy/config)
 #   ARGUS_SOAK_MODEL     detector (default $ARGUS_ASSETS/yolov3-tiny-int8.onnx)
+#   ARGUS_SOAK_EMBEDDER  embedder (default $ARGUS_ASSETS/mobilenetv2-embedder.onnx,
+#                        the 1280-d one: the larger buffers)
 #   ARGUS_SOAK_DIR       output directory (default target/soak-edge-agent)
-#   MALLOC_MMAP_THRESHOLD_  passed through (deploy/compose.yaml sets 131072)
+#   MALLOC_MMAP_THRESHOLD_  default 131072, as deploy/compose.yaml sets for the agent
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -32,6 +34,8 @@ WARMUP="${ARGUS_SOAK_WARMUP_S:-120}"
 SAMPLE="${ARGUS_SOAK_SAMPLE_S:-30}"
 FPS="${ARGUS_SOAK_FPS:-5.0}"
 MODEL="${ARGUS_SOAK_MODEL:-$ARGUS_ASSETS/yolov3-tiny-int8.onnx}"
+EMBEDDER="${ARGUS_SOAK_EMBEDDER:-$ARGUS_ASSETS/mobilenetv2-embedder.onnx}"
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT="${ARGUS_SOAK_DIR:-$ROOT/target/soak-edge-agent}"
 log() { printf '\033[1;34m[soak]\033[0m %s\n' "$*" >&2; }
@@ -70,7 +74,7 @@ listen = "127.0.0.1:$METRICS_PORT"
 model = "$MODEL"
 
 [embedder]
-model = "$ARGUS_ASSETS/mobilenetv2-embedder.onnx"
+model = "$EMBEDDER"
 EOF
   while read -r name url; do
     printf '\n[[cameras]]\nid = "%s"\nurl = "%s"\nmax_fps = %s\n' "$name" "$url" "$FPS"
@@ -111,7 +115,9 @@ analysed = sum(
 )
 mib = lambda kib: f"{kib / 1024:.1f} MiB"
 ref, end = after[0], after[-1]
-print(f"RSS at {ref[0]} s (after warm-up): {mib(ref[1])}; at {end[0]} s: {mib(end[1])} "
+first = next((r for r in rows if r[0] > 0), rows[0])
+print(f"RSS at {first[0]} s (models loaded): {mib(first[1])}; "
+      f"at {ref[0]} s (after warm-up): {mib(ref[1])}; at {end[0]} s: {mib(end[1])} "
       f"({(end[1] - ref[1]) / ref[1] * 100:+.1f}%); min {mib(min(r[1] for r in after))}, "
       f"max {mib(max(r[1] for r in after))} after warm-up; frames analysed: {analysed:.0f}")
 PY

@@ -393,11 +393,11 @@ mod tests {
     }
 
     /// Merge chains resolve to their deepest link: single links, a chain of
-    /// three, a branch whose longer arm wins, a tie at one depth (smallest
-    /// id) and a cycle, cut at depth 64.
+    /// three, a branch whose longer arm wins, ties at depth 1 and 2
+    /// (smallest id) and a cycle, cut at depth 64.
     #[tokio::test]
     async fn person_alias_follows_chains_to_the_deepest_link() {
-        let links: [(u64, u64); 12] = [
+        let links: [(u64, u64); 16] = [
             (1, 2),
             (3, 4),
             (4, 5),
@@ -410,6 +410,10 @@ mod tests {
             (20, 21),
             (21, 20),
             (30, 1),
+            (40, 41),
+            (40, 42),
+            (41, 44),
+            (42, 43),
         ];
         let schema = Arc::new(Schema::new(vec![
             Field::new("from_person_id", DataType::UInt64, false),
@@ -447,6 +451,10 @@ mod tests {
                 (20, 20),
                 (21, 21),
                 (30, 2),
+                // Two arms of depth 2: the smaller end wins.
+                (40, 43),
+                (41, 44),
+                (42, 43),
             ]
         );
     }

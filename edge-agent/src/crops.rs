@@ -16,7 +16,7 @@ use crate::config::CropsConfig;
 /// A crop could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum CropError {
-    /// The box lies outside the frame or is degenerate.
+    /// The box lies outside the frame, is degenerate or under a pixel thick.
     #[error("the box is outside the frame")]
     Outside,
     /// The JPEG encoder failed.
@@ -24,11 +24,11 @@ pub enum CropError {
     Encode(#[from] image::ImageError),
 }
 
-/// The size of the crop of a `w`x`h` region: at most `max_height` tall,
-/// aspect kept, at least one pixel each way.
+/// The size of the crop of a `w`x`h` region (both at least one pixel): at
+/// most `max_height` tall, aspect kept, never wider than the region.
 fn crop_size(w: f32, h: f32, max_height: usize) -> (usize, usize) {
     let height = (h.round() as usize).clamp(1, max_height.max(1));
-    let width = ((w * height as f32 / h).round() as usize).max(1);
+    let width = ((w * height as f32 / h).round() as usize).clamp(1, w.ceil() as usize);
     (width, height)
 }
 
@@ -38,8 +38,10 @@ pub fn encode(
     bbox: BBox,
     settings: &CropsConfig,
 ) -> Result<Vec<u8>, CropError> {
+    // Under a pixel either way (a box grazing the frame's edge) is no crop.
     let region = bbox
         .clip(frame.width as f32, frame.height as f32)
+        .filter(|r| r.w >= 1.0 && r.h >= 1.0)
         .ok_or(CropError::Outside)?;
     let (width, height) = crop_size(region.w, region.h, settings.max_height_px);
     // Bilinear resampling as for the embedder, with an identity
@@ -201,6 +203,20 @@ mod tests {
             encode(&frame, outside, &small),
             Err(CropError::Outside)
         ));
+        // A sliver along the bottom edge: too thin for a crop.
+        let sliver = BBox {
+            x: 0.0,
+            y: 99.99,
+            w: 200.0,
+            h: 5.0,
+        };
+        assert!(matches!(
+            encode(&frame, sliver, &small),
+            Err(CropError::Outside)
+        ));
+        // A flat box is never scaled wider than itself.
+        assert_eq!(crop_size(200.0, 1.0, 40), (200, 1));
+        assert_eq!(crop_size(3.0, 300.0, 40), (1, 40));
     }
 
     #[test]

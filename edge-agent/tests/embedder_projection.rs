@@ -1,7 +1,8 @@
 //! The 128-d embedder (tools/fit_embedding_projection.py: the 1280-d
-//! MobileNetV2 embedder with a mean-centering + PCA projection appended)
-//! against the 1280-d one it came from, through the agent's own analysis
-//! path, on frames of vtest.avi the projection was not fitted on. Needs the
+//! MobileNetV2 embedder with a projection onto the top 128 principal axes of
+//! its uncentred features appended) against the 1280-d one it came from,
+//! through the agent's own analysis path, on frames of vtest.avi the
+//! projection was not fitted on (the same people, other frames). Needs the
 //! assets from `scripts/setup.sh`.
 
 use edge_agent::inference::{Detector, Embedder};

@@ -524,9 +524,10 @@ fn serve_http_camera(clip: &Path, token: &'static str) -> (u16, Requests) {
 }
 
 /// An HTTP camera (souphttpsrc through uridecodebin) that asks for Basic
-/// credentials: with `username` and `password` configured, every frame of
-/// the clip arrives in order and the camera goes UP; the server saw the
-/// credentials. Without them the camera is DOWN.
+/// credentials: with `username` and `password` configured, the whole clip
+/// is decoded, each frame analysed in order or shed by the live queue, and
+/// the camera is never down; the server saw the credentials. Without them
+/// the camera is DOWN.
 #[test]
 fn an_http_camera_with_basic_auth_delivers_its_frames() {
     let dir = tempfile::tempdir().unwrap();
@@ -565,7 +566,12 @@ fn an_http_camera_with_basic_auth_delivers_its_frames() {
         decoded >= 30 && skipped == 0,
         "{decoded} decoded, {skipped} skipped"
     );
-    assert_eq!(frames.len() as u64 + dropped, decoded);
+    // A frame decoded as the test stops may not reach the queue: one short.
+    let accounted = frames.len() as u64 + dropped;
+    assert!(
+        accounted == decoded || accounted + 1 == decoded,
+        "{accounted} analysed or shed of {decoded} decoded"
+    );
     assert!(frames.windows(2).all(|w| w[1].0 > w[0].0), "in order");
     assert!(
         requests

@@ -293,8 +293,8 @@ fn metrics_count_every_frame_person_batch_and_delivery_and_healthz_sees_dead_cam
         "the silent camera connected"
     );
 
-    // On the wire: each detection carries a JPEG of its box (scaled to at
-    // most 128 pixels high), with the top 30 % blurred.
+    // On the wire: each detection carries a JPEG of its box, scaled to at
+    // most 128 pixels high (the blur is tested in crops.rs).
     let crops_seen = runtime.block_on(wire_crops(&broker.bootstrap_servers()));
     assert_eq!(crops_seen.len() as f64, 2.0 * persons);
     for (detection, image) in &crops_seen {

@@ -237,6 +237,10 @@ pub struct SpoolStats {
     pub acked: u64,
     /// The sequence number the next append gets.
     pub next_seq: u64,
+    /// Periodic cursor writes that failed since open (tried again one
+    /// `cursor_persist_interval` later; acknowledgements still hold in
+    /// memory, a crash would replay more).
+    pub cursor_write_errors: u64,
 }
 
 /// The sender's position in a segment.
@@ -269,6 +273,8 @@ pub struct Spool {
     /// When `acked` was last written (or the spool opened): the start of
     /// the current `cursor_persist_interval`.
     last_persist: Instant,
+    /// Periodic cursor writes that failed (see [`SpoolStats`]).
+    cursor_write_errors: u64,
     /// Sequence number the next [`Spool::next`] returns (or the first one
     /// after it that exists).
     read_seq: u64,
@@ -416,6 +422,7 @@ impl Spool {
             acked,
             persisted: cursor.map(|value| (value, true)),
             last_persist: Instant::now(),
+            cursor_write_errors: 0,
             read_seq: acked + 1,
             reader: None,
             disk_bytes,
@@ -615,9 +622,11 @@ impl Spool {
     ///
     /// # Errors
     /// [`SpoolError::AckOutOfRange`] if `upto` was never appended;
-    /// [`SpoolError::Io`] if the cursor cannot be written or a segment
-    /// deleted: the acknowledgement still holds in memory and both are
-    /// tried again on the next call.
+    /// [`SpoolError::Io`] if the cursor cannot be written before a segment
+    /// is deleted, or the segment cannot be deleted: the acknowledgement
+    /// still holds in memory and both are tried again on the next call. A
+    /// failed periodic write is no error: it is counted in
+    /// [`SpoolStats::cursor_write_errors`] and tried again an interval later.
     pub fn ack(&mut self, upto: u64) -> Result<(), SpoolError> {
         let last = self.next_seq - 1;
         if upto > last {
@@ -637,8 +646,16 @@ impl Spool {
         let due = !interval.is_zero()
             && self.persisted.is_none_or(|(value, _)| value != self.acked)
             && self.last_persist.elapsed() >= interval;
-        if done == 0 && due {
-            self.persist_cursor(self.config.fsyncs_periodic_cursor())?;
+        if done == 0
+            && due
+            && self
+                .persist_cursor(self.config.fsyncs_periodic_cursor())
+                .is_err()
+        {
+            // Best effort: counted, and tried again an interval later, not
+            // on every acknowledgement; deliveries go on.
+            self.cursor_write_errors += 1;
+            self.last_persist = Instant::now();
         }
         if done > 0 {
             self.persist_cursor(self.config.fsync != FsyncPolicy::Never)?;
@@ -702,6 +719,7 @@ impl Spool {
             appended: self.appended,
             acked: self.acked,
             next_seq: self.next_seq,
+            cursor_write_errors: self.cursor_write_errors,
         }
     }
 

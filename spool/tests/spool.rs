@@ -736,6 +736,14 @@ fn a_crashed_process_before_the_interval_replays_every_unsaved_ack() {
     assert_crash_replays_after("no-interval", 0);
 }
 
+/// A spool in `dir` holding records 1..=100, all read, none acknowledged.
+fn drained_spool(dir: &Path, cfg: SpoolConfig) -> Spool {
+    let (mut spool, _) = Spool::open(dir, cfg).unwrap();
+    append_range(&mut spool, 1..=100);
+    drain(&mut spool);
+    spool
+}
+
 #[test]
 fn the_cursor_is_written_once_the_interval_has_passed() {
     for fsync in [FsyncPolicy::Never, FsyncPolicy::OnRoll, FsyncPolicy::Always] {
@@ -745,9 +753,7 @@ fn the_cursor_is_written_once_the_interval_has_passed() {
             cursor_persist_interval: SHORT,
             ..config(4 << 20, 1 << 20)
         };
-        let (mut spool, _) = Spool::open(dir.path(), cfg).unwrap();
-        append_range(&mut spool, 1..=100);
-        drain(&mut spool);
+        let mut spool = drained_spool(dir.path(), cfg);
         std::thread::sleep(SHORT + Duration::from_millis(10));
         spool.ack(40).unwrap();
         assert_eq!(cursor_on_disk(dir.path()), Some(40), "{fsync:?}");
@@ -765,6 +771,36 @@ fn the_cursor_is_written_once_the_interval_has_passed() {
 }
 
 #[test]
+fn a_failed_periodic_cursor_write_is_counted_not_returned_and_retried_an_interval_later() {
+    // Long enough that the two acks below fall in one interval even on a
+    // loaded machine.
+    let interval = Duration::from_millis(500);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SpoolConfig {
+        cursor_persist_interval: interval,
+        ..config(4 << 20, 1 << 20)
+    };
+    let mut spool = drained_spool(dir.path(), cfg);
+    // A directory where the temp file goes: every cursor write fails.
+    fs::create_dir(dir.path().join("acked.tmp")).unwrap();
+    std::thread::sleep(interval + Duration::from_millis(10));
+    spool.ack(40).unwrap();
+    spool.ack(50).unwrap();
+    assert_eq!(
+        spool.stats().cursor_write_errors,
+        1,
+        "not retried on every ack"
+    );
+    assert_eq!(cursor_on_disk(dir.path()), None);
+    // Writable again: the next write, an interval later, succeeds.
+    fs::remove_dir(dir.path().join("acked.tmp")).unwrap();
+    std::thread::sleep(interval + Duration::from_millis(10));
+    spool.ack(60).unwrap();
+    assert_eq!(cursor_on_disk(dir.path()), Some(60));
+    assert_eq!(spool.stats().cursor_write_errors, 1);
+}
+
+#[test]
 fn a_zero_or_unelapsed_interval_writes_no_cursor_on_ack() {
     for interval in [Duration::ZERO, NEVER] {
         let dir = tempfile::tempdir().unwrap();
@@ -772,9 +808,7 @@ fn a_zero_or_unelapsed_interval_writes_no_cursor_on_ack() {
             cursor_persist_interval: interval,
             ..config(4 << 20, 1 << 20)
         };
-        let (mut spool, _) = Spool::open(dir.path(), cfg).unwrap();
-        append_range(&mut spool, 1..=100);
-        drain(&mut spool);
+        let mut spool = drained_spool(dir.path(), cfg);
         std::thread::sleep(SHORT);
         spool.ack(40).unwrap();
         spool.ack(60).unwrap();

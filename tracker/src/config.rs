@@ -163,6 +163,8 @@ mod tests {
         let mut reid = config.reid.clone();
         assert_eq!(reid.links.len(), 2, "the example shows a topology");
         reid.links.clear();
+        assert_eq!(reid.threshold, 0.87, "tuned for the 128-d embedder");
+        reid.threshold = ReidParams::default().threshold;
         assert_eq!(reid, ReidParams::default());
         assert_eq!(config.group_id, default_group());
         assert_eq!(config.checkpoint_interval_s, default_checkpoint_s());

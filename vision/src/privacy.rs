@@ -9,9 +9,14 @@
 /// Passes of the box filter.
 pub const PASSES: usize = 3;
 
+/// The largest radius applied (larger ones are cut to it): window sums stay
+/// far from overflowing and the work per pixel bounded.
+pub const MAX_RADIUS: usize = 1024;
+
 /// Blurs the top `fraction` (clamped to `[0, 1]`; NaN counts as 0) of the
 /// rows of a packed RGB24 image (`width * height * 3` bytes, rows
-/// contiguous) in place with a box filter of `radius` pixels. A radius of 0,
+/// contiguous) in place with a box filter of `radius` pixels (at most
+/// [`MAX_RADIUS`]). A radius of 0,
 /// an empty band or a buffer shorter than the image leaves it unchanged.
 pub fn blur_top(rgb: &mut [u8], width: usize, height: usize, fraction: f32, radius: usize) {
     let fraction = if fraction.is_nan() {
@@ -20,6 +25,7 @@ pub fn blur_top(rgb: &mut [u8], width: usize, height: usize, fraction: f32, radi
         fraction.clamp(0.0, 1.0)
     };
     let rows = ((height as f32 * fraction).ceil() as usize).min(height);
+    let radius = radius.min(MAX_RADIUS);
     if radius == 0 || rows == 0 || width == 0 || rgb.len() < width * height * 3 {
         return;
     }
@@ -130,6 +136,9 @@ mod tests {
         let (w, h) = (6, 4);
         let mut rgb = checkerboard(w, h);
         blur_top(&mut rgb, w, h, 5.0, 50);
+        assert!(detail(&rgb, w, 0..h) < 10.0);
+        let mut rgb = checkerboard(w, h);
+        blur_top(&mut rgb, w, h, 1.0, usize::MAX);
         assert!(detail(&rgb, w, 0..h) < 10.0);
     }
 

@@ -207,15 +207,52 @@ impl Override {
         }))
     }
 
-    /// Sets the value in `doc`, creating missing tables.
+    /// Sets the value in `doc`, creating missing tables. A table or a list
+    /// of tables is refused, as value or as target: an override sets one
+    /// setting and never replaces a section (resetting its other keys to
+    /// their defaults) or the list of cameras.
     fn place(&self, doc: &mut Table) -> Result<Place, String> {
         let place = Place::locate(doc, &self.keys).map_err(|e| format!("{}: {e}", self.var))?;
+        if holds_tables(&self.value) || get_at(doc, &place.path).is_some_and(holds_tables) {
+            return Err(format!(
+                "{}: {} is a table or a list of tables; set its settings one by one",
+                self.var, place.name
+            ));
+        }
         // `locate` checked the path in this document: it always fits.
         if insert_at(doc, &place.path, self.value.clone()) {
             Ok(place)
         } else {
             Err(format!("{}: cannot set {}", self.var, place.name))
         }
+    }
+}
+
+/// Whether `value` is a table or an array holding one.
+fn holds_tables(value: &Value) -> bool {
+    match value {
+        Value::Table(_) => true,
+        Value::Array(items) => items.iter().any(|item| matches!(item, Value::Table(_))),
+        _ => false,
+    }
+}
+
+/// The value at `path` in `table`, if the document has it.
+fn get_at<'a>(table: &'a Table, path: &[Step]) -> Option<&'a Value> {
+    match path {
+        [Step::Key(key)] => table.get(key.as_str()),
+        [Step::Key(key), Step::Index(index), rest @ ..] => match table.get(key.as_str()) {
+            Some(Value::Array(items)) => match items.get(*index) {
+                Some(Value::Table(inner)) => get_at(inner, rest),
+                _ => None,
+            },
+            _ => None,
+        },
+        [Step::Key(key), rest @ ..] => match table.get(key.as_str()) {
+            Some(Value::Table(inner)) => get_at(inner, rest),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -639,6 +676,36 @@ mod tests {
         );
         assert_eq!(loaded.config.detector.score_threshold, 0.3);
         assert_eq!(loaded.config.detector.model, "/m/a.onnx");
+    }
+
+    #[test]
+    fn tables_and_lists_of_tables_are_never_replaced_or_added() {
+        let loaded = load(
+            FILE,
+            &[
+                (
+                    "ARGUS_TEST__CAMERAS",
+                    "[{ id = \"x\", url = \"rtsp://x\" }]",
+                ),
+                ("ARGUS_TEST__DETECTOR", "{ model = \"m.onnx\" }"),
+                ("ARGUS_TEST__METRICS", "{ listen = \"127.0.0.1:1\" }"),
+            ],
+        )
+        .unwrap();
+        let problems = loaded.problems.join("\n");
+        for name in ["cameras", "detector", "metrics"] {
+            let needle = format!(
+                "ARGUS_TEST__{}: {name} is a table or a list of tables; set its settings one by one",
+                name.to_uppercase()
+            );
+            assert!(
+                problems.contains(&needle),
+                "missing {needle:?} in:\n{problems}"
+            );
+        }
+        assert_eq!(loaded.problems.len(), 3, "{problems}");
+        assert_eq!(loaded.config.cameras.len(), 3);
+        assert_eq!(loaded.config.detector.score_threshold, 0.3);
     }
 
     #[test]
