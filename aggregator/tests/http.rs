@@ -568,7 +568,11 @@ async fn anything_that_writes_is_refused_and_changes_nothing() {
              WHERE name = 'datafusion.execution.batch_size'",
         )
         .await;
-    assert_eq!(batch_size.json(), json!([{"value": "8192"}]));
+    assert_eq!(
+        batch_size.json(),
+        json!([{"value": aggregator::query::BATCH_ROWS.to_string()}]),
+        "the refused SET changed nothing"
+    );
     assert!(
         !copy_target.exists(),
         "COPY wrote {}",
