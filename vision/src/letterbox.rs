@@ -278,6 +278,68 @@ mod tests {
         );
     }
 
+    /// The straightforward per-pixel bilinear sample of channel `c` at
+    /// target pixel (`tx`, `ty`), as [`resample`] defines it.
+    fn bilinear(frame: &RgbFrame<'_>, source: BBox, size: (usize, usize), at: [usize; 3]) -> f32 {
+        let [c, ty, tx] = at;
+        let pixel = |x: usize, y: usize| f32::from(frame.data[y * frame.stride + x * 3 + c]);
+        let fx = (source.x + (tx as f32 + 0.5) * (source.w / size.0 as f32) - 0.5)
+            .clamp(0.0, (frame.width - 1) as f32);
+        let fy = (source.y + (ty as f32 + 0.5) * (source.h / size.1 as f32) - 0.5)
+            .clamp(0.0, (frame.height - 1) as f32);
+        let (x0, y0) = (fx as usize, fy as usize);
+        let (x1, y1) = (
+            (x0 + 1).min(frame.width - 1),
+            (y0 + 1).min(frame.height - 1),
+        );
+        let (wx, wy) = (fx - x0 as f32, fy - y0 as f32);
+        let top = pixel(x0, y0) * (1.0 - wx) + pixel(x1, y0) * wx;
+        let bottom = pixel(x0, y1) * (1.0 - wx) + pixel(x1, y1) * wx;
+        top * (1.0 - wy) + bottom * wy
+    }
+
+    #[test]
+    fn every_pixel_is_the_bilinear_sample_and_padding_is_grey() {
+        // 37x23 pixels with 5 spare bytes per row, into a 20x16 tensor:
+        // scale 20/37, 11 rows of picture between 2 and 3 rows of grey.
+        let (w, h, stride) = (37, 23, 37 * 3 + 5);
+        let data: Vec<u8> = (0..stride * h).map(|i| (i * 7919 % 251) as u8).collect();
+        let frame = RgbFrame::new(&data, w, h, stride).unwrap();
+        let mut t = Array3::<f32>::from_elem((3, 16, 20), f32::NAN);
+        let lb = letterbox_into(&frame, t.view_mut());
+        assert_eq!((lb.pad_x, lb.pad_y), (0.0, 1.0));
+        let inner_h = (h as f32 * lb.scale).round() as usize;
+        let whole = BBox {
+            x: 0.0,
+            y: 0.0,
+            w: w as f32,
+            h: h as f32,
+        };
+        for ((c, y, x), &v) in t.indexed_iter() {
+            if y < 1 || y > inner_h {
+                assert_eq!(v, PAD_VALUE, "[{c}, {y}, {x}]");
+            } else {
+                let want = bilinear(&frame, whole, (20, inner_h), [c, y - 1, x]) / 255.0;
+                assert_eq!(v, want, "[{c}, {y}, {x}]");
+            }
+        }
+
+        // A crop with fractional edges, partly off the frame, into 8x16.
+        let region = BBox {
+            x: 30.25,
+            y: -3.5,
+            w: 12.0,
+            h: 20.75,
+        };
+        let clipped = region.clip(w as f32, h as f32).unwrap();
+        let mut t = Array3::<f32>::from_elem((3, 16, 8), f32::NAN);
+        crop_resize_into(&frame, region, t.view_mut(), [0.5; 3], [0.25; 3]);
+        for ((c, y, x), &v) in t.indexed_iter() {
+            let want = (bilinear(&frame, clipped, (8, 16), [c, y, x]) / 255.0 - 0.5) / 0.25;
+            assert_eq!(v, want, "[{c}, {y}, {x}]");
+        }
+    }
+
     #[test]
     fn short_buffers_and_empty_crops_are_handled() {
         assert!(RgbFrame::new(&[0; 10], 4, 2, 12).is_err());
