@@ -468,6 +468,38 @@ fn every_layer_kind_matches_darknet_layer_by_layer() {
     assert_every_layer_matches("MIXED_CFG 16x16", MIXED_CFG, 5);
 }
 
+/// Options the shipped cfgs do not use, on sizes that do not divide evenly:
+/// explicit conv `padding` without `pad`, a size-2 kernel with `pad=1`
+/// (output one wider), size-5 and stride-3 kernels, a depthwise convolution,
+/// size-3 maxpools (stride 2 starting one cell before the image, stride 1
+/// padded all round), a maxpool with `padding=0` that drops the last
+/// column, upsample by 3, a route of three layers naming one twice, and a
+/// shortcut from three layers back.
+const UNUSUAL_CFG: &str = "[net]\nwidth=30\nheight=22\nchannels=3\n\
+    [convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=2\npadding=2\nactivation=relu\n\
+    [maxpool]\nsize=3\nstride=2\n\
+    [maxpool]\nsize=3\nstride=1\n\
+    [convolutional]\nbatch_normalize=1\nfilters=8\ngroups=8\nsize=3\npad=1\nactivation=linear\n\
+    [shortcut]\nfrom=-3\nactivation=leaky\n\
+    [convolutional]\nfilters=16\nsize=2\npad=1\nactivation=leaky\n\
+    [maxpool]\nsize=2\nstride=2\npadding=0\n\
+    [upsample]\nstride=3\n\
+    [convolutional]\nfilters=16\nsize=1\nstride=3\nactivation=logistic\n\
+    [route]\nlayers=-1,6,-1\n\
+    [convolutional]\nfilters=21\nsize=1\nactivation=linear\n\
+    [yolo]\nmask=0,1,2\nanchors=10,14,23,27,37,58\nnum=3\nclasses=2\n\
+    [route]\nlayers=4\n\
+    [reorg]\nstride=2\n\
+    [route]\nlayers=-1,9\n\
+    [convolutional]\nbatch_normalize=1\nfilters=16\nsize=5\npad=1\nactivation=relu\n\
+    [convolutional]\nfilters=16\nsize=1\nactivation=linear\n\
+    [region]\nanchors=1,1,2,2\nnum=2\nclasses=3\ncoords=4\nsoftmax=1\n";
+
+#[test]
+fn unusual_options_match_darknet_layer_by_layer() {
+    assert_every_layer_matches("UNUSUAL_CFG 30x22", UNUSUAL_CFG, 7);
+}
+
 /// Checks shipped cfg `name` at `width`×`height`.
 fn shipped_cfg_matches(name: &str, width: usize, height: usize) {
     let text = with_input_size(&cfg(name), width, height);
