@@ -4,11 +4,13 @@
 //! (`l4_maxpool`, `l0_conv_leaky`, ...); initializers are
 //! `l{index}_conv.weight` / `.bias`. Each head's input is copied by an
 //! `Identity` node to a graph output named `l{index}_yolo` or
-//! `l{index}_region`, shape `[batch, A·(5+C), gh, gw]`.
+//! `l{index}_region`, shape `[batch, A·(5+C), gh, gw]`. With
+//! [`ImportOptions::layer_outputs`], one more `Identity` per layer copies its
+//! output to a graph output named [`layer_output_name`] (`l{index}_output`).
 
-use super::DarknetError;
 use super::network::{Activation, Conv, Layer, LayerKind, Network, Shape};
 use super::weights::{WeightReader, first_non_finite_filter};
+use super::{DarknetError, ImportOptions, layer_output_name};
 use crate::onnx::attribute_proto::AttributeType;
 use crate::onnx::tensor_proto::DataType;
 use crate::onnx::tensor_shape_proto::{Dimension, dimension};
@@ -36,6 +38,7 @@ const LEAKY_SLOPE: f32 = 0.1;
 pub(crate) fn build(
     net: &Network,
     reader: &mut WeightReader<'_>,
+    options: &ImportOptions,
 ) -> Result<(ModelProto, DetectorSpec), DarknetError> {
     if !net.has_heads() {
         return Err(DarknetError::NoHeads);
@@ -115,6 +118,23 @@ pub(crate) fn build(
         };
         names.push(name);
     }
+    let mut doc = String::from(
+        "Imported from a darknet cfg and weights; outputs are the raw inputs of the detection heads",
+    );
+    if options.layer_outputs {
+        // After the heads, so that positional consumers still find them first.
+        for (layer, tensor) in net.layers.iter().zip(&names) {
+            let name = g.node(
+                "Identity",
+                [tensor.as_str()],
+                layer_output_name(layer.index),
+                vec![],
+            );
+            outputs.push(value_info(&name, layer.output));
+        }
+        doc.push_str(", then every layer's output (l{index}_output)");
+    }
+    doc.push('.');
     let spec = DetectorSpec {
         input_width: u32::try_from(net.input.w).unwrap_or(u32::MAX),
         input_height: u32::try_from(net.input.h).unwrap_or(u32::MAX),
@@ -130,14 +150,18 @@ pub(crate) fn build(
     };
     let model = ModelProto {
         ir_version: Some(IR_VERSION),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET_VERSION) }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(OPSET_VERSION),
+        }],
         producer_name: Some(PRODUCER_NAME.into()),
         producer_version: Some(env!("CARGO_PKG_VERSION").into()),
-        doc_string: Some(
-            "Imported from a darknet cfg and weights; outputs are the raw inputs of the detection heads.".into(),
-        ),
+        doc_string: Some(doc),
         graph: Some(graph),
-        metadata_props: vec![StringStringEntryProto { key: Some(METADATA_KEY.into()), value: Some(spec.to_string()) }],
+        metadata_props: vec![StringStringEntryProto {
+            key: Some(METADATA_KEY.into()),
+            value: Some(spec.to_string()),
+        }],
         ..Default::default()
     };
     Ok((model, spec))
@@ -399,7 +423,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::darknet::{generate_weights, import};
+    use crate::darknet::{generate_weights, import, import_with};
 
     /// 26x26x8 input; maxpool 2/1 (asymmetric), conv, reorg, route, upsample, two heads.
     const CFG: &str = "[net]\nwidth=26\nheight=26\nchannels=8\n\
@@ -550,6 +574,79 @@ mod tests {
             .unwrap();
         assert_eq!(weight.dims, [16, 8, 3, 3]);
         assert_eq!(weight.raw_data.as_ref().unwrap().len(), 16 * 8 * 9 * 4);
+    }
+
+    #[test]
+    fn layer_outputs_expose_every_layer_after_the_heads() {
+        let weights = generate_weights(CFG, 1).unwrap();
+        let options = ImportOptions {
+            layer_outputs: true,
+        };
+        let imported = import_with(CFG, &weights, &options).unwrap();
+        assert_eq!(imported.spec, model().1, "same heads and spec");
+        let g = ModelProto::decode(imported.onnx.as_slice())
+            .unwrap()
+            .graph
+            .unwrap();
+        let outs: Vec<(&str, Vec<String>)> = g
+            .output
+            .iter()
+            .map(|o| (o.name.as_deref().unwrap(), dims(o)))
+            .collect();
+        let expected: [(&str, [&str; 4]); 11] = [
+            ("l3_yolo", ["batch", "21", "13", "13"]),
+            ("l8_region", ["batch", "14", "13", "13"]),
+            ("l0_output", ["batch", "8", "26", "26"]),
+            ("l1_output", ["batch", "16", "13", "13"]),
+            ("l2_output", ["batch", "21", "13", "13"]),
+            ("l3_output", ["batch", "21", "13", "13"]),
+            ("l4_output", ["batch", "8", "26", "26"]),
+            ("l5_output", ["batch", "32", "13", "13"]),
+            ("l6_output", ["batch", "48", "13", "13"]),
+            ("l7_output", ["batch", "14", "13", "13"]),
+            ("l8_output", ["batch", "14", "13", "13"]),
+        ];
+        assert_eq!(outs.len(), expected.len());
+        for ((name, dims), (want_name, want_dims)) in outs.iter().zip(expected) {
+            assert_eq!(*name, want_name);
+            assert_eq!(dims, &want_dims);
+        }
+        // One Identity per layer, reading the tensor that layer made; the
+        // single-layer route (layer 4) reads layer 0's maxpool.
+        let sources: Vec<(&str, &str)> = g
+            .node
+            .iter()
+            .filter(|n| n.output[0].ends_with("_output"))
+            .map(|n| (n.input[0].as_str(), n.op_type.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                ("l0_maxpool", "Identity"),
+                ("l1_conv_leaky", "Identity"),
+                ("l2_conv", "Identity"),
+                ("l3_yolo", "Identity"),
+                ("l0_maxpool", "Identity"),
+                ("l5_reorg", "Identity"),
+                ("l6_route", "Identity"),
+                ("l7_conv", "Identity"),
+                ("l8_region", "Identity"),
+            ]
+        );
+        assert_eq!(layer_output_name(12), "l12_output");
+    }
+
+    #[test]
+    fn default_options_make_the_plain_model() {
+        let weights = generate_weights(CFG, 1).unwrap();
+        let plain = import(CFG, &weights).unwrap();
+        let with = import_with(CFG, &weights, &ImportOptions::default()).unwrap();
+        assert_eq!(plain.onnx, with.onnx);
+        let doc = ModelProto::decode(plain.onnx.as_slice())
+            .unwrap()
+            .doc_string
+            .unwrap();
+        assert!(!doc.contains("l{index}_output"), "{doc}");
     }
 
     #[test]

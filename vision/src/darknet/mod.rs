@@ -6,6 +6,8 @@
 //! [`DetectorSpec`] telling the edge agent how to
 //! decode them, stored in the model's metadata under
 //! [`METADATA_KEY`](crate::yolo::METADATA_KEY).
+//! [`import_with`] can also expose every layer's output (see
+//! [`ImportOptions`]), for checking the model layer by layer against darknet.
 //!
 //! # Layout
 //! - [`cfg`](mod@cfg): the `.cfg` text format, sections of `key=value` options.
@@ -201,13 +203,46 @@ impl fmt::Debug for ImportedModel {
     }
 }
 
+/// What [`import_with`] puts in the model besides the detection heads.
+///
+/// The default is the model [`import`] makes: the heads' inputs are its only
+/// outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Also make the output of every darknet layer a graph output, named
+    /// [`layer_output_name`]`(index)`, shape `[batch, c, h, w]`, after the
+    /// heads' outputs and in layer order. A layer whose output is another
+    /// layer's tensor (a `[route]` of one layer) still gets its own output, as
+    /// does each `[yolo]` / `[region]`, whose output is its input (the
+    /// importer does not apply the head's activations). For debugging and
+    /// layer-by-layer tests: more outputs keep ONNX Runtime from reusing
+    /// those buffers and from fusing across them.
+    pub layer_outputs: bool,
+}
+
+/// Name of the graph output holding darknet layer `index`'s output in a
+/// model imported with [`ImportOptions::layer_outputs`]: `l{index}_output`
+/// (layer 0 is the first section after `[net]`).
+pub fn layer_output_name(index: usize) -> String {
+    format!("l{index}_output")
+}
+
 /// Imports a darknet detector: `cfg_text` is the `.cfg` file, `weights` the
 /// `.weights` file bytes. The weights must match the cfg exactly (no missing
-/// and no leftover floats).
+/// and no leftover floats). Same as [`import_with`] with the default options.
 pub fn import(cfg_text: &str, weights: &[u8]) -> Result<ImportedModel, DarknetError> {
+    import_with(cfg_text, weights, &ImportOptions::default())
+}
+
+/// [`import`] with [`ImportOptions`].
+pub fn import_with(
+    cfg_text: &str,
+    weights: &[u8],
+    options: &ImportOptions,
+) -> Result<ImportedModel, DarknetError> {
     let net = network::Network::from_cfg(cfg_text)?;
     let mut reader = weights::WeightReader::new(weights)?;
-    let (model, spec) = graph::build(&net, &mut reader)?;
+    let (model, spec) = graph::build(&net, &mut reader, options)?;
     reader.finish()?;
     Ok(ImportedModel {
         onnx: prost::Message::encode_to_vec(&model),
