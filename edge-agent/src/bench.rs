@@ -1,9 +1,15 @@
 //! `edge-agent bench`: how fast this box analyses a video, and what the
 //! analysis costs on the wire.
 //!
-//! Two figures from the same run, on the same models and batch size:
+//! Three figures from the same run, on the same models and batch size:
 //! - **bare inference**: the detector model alone (`Session::run`) on
 //!   frames letterboxed beforehand, `batch` frames per call;
+//! - **bare models**: the same detector calls plus, per call, one embedder
+//!   call on as many crops as the end-to-end phase embedded per `batch`
+//!   frames on average, cut and normalised beforehand (crops of the people
+//!   in the first frames, repeated as needed): the inference an analysed
+//!   frame cannot do without, so end to end against it is what the pipeline
+//!   around the models costs;
 //! - **end to end**: everything the agent does to a frame except the
 //!   network: GStreamer decodes the file as fast as it can (to RGB, on its
 //!   own thread, as a camera source does), consecutive frames form batches
@@ -27,6 +33,7 @@ use schemas::v1::FrameDetections;
 use schemas::{topics, wire};
 use serde::Serialize;
 use spool::{FsyncPolicy, Record, Spool, SpoolConfig};
+use vision::bbox::BBox;
 use vision::letterbox::RgbFrame;
 use vision::roi::RegionFilter;
 
@@ -72,6 +79,18 @@ pub struct BareReport {
     pub ms_per_call: f64,
     /// Mean milliseconds to letterbox one frame (not in `fps`).
     pub letterbox_ms_per_frame: f64,
+    /// Crops per embedder call in the bare models figure: end-to-end people
+    /// per frame times `batch`, rounded, at least 1 (0 without an embedder).
+    pub embed_crops_per_call: usize,
+    /// Embedder calls timed (0 without an embedder).
+    pub embed_calls: u64,
+    /// Mean milliseconds per embedder call on crops cut beforehand (cutting
+    /// them is not counted, as letterboxing is not).
+    pub embed_ms_per_call: f64,
+    /// Frames per second of the detector and the embedder alone: `batch`
+    /// frames per `ms_per_call + embed_ms_per_call` (= `fps` without an
+    /// embedder).
+    pub models_fps: f64,
 }
 
 /// End-to-end figures.
@@ -121,8 +140,10 @@ pub struct BenchReport {
     pub bare: BareReport,
     /// End to end.
     pub end_to_end: EndToEndReport,
-    /// End-to-end fps / bare fps.
+    /// End-to-end fps / bare (detector) fps.
     pub e2e_to_bare: f64,
+    /// End-to-end fps / bare models (detector + embedder) fps.
+    pub e2e_to_models: f64,
     /// `VmRSS` in KiB before the models were loaded.
     pub rss_start_kib: u64,
     /// `VmRSS` in KiB at the end.
@@ -227,12 +248,16 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         calls += 1;
     }
     let bare_s = started.elapsed().as_secs_f64();
-    let bare = BareReport {
+    let mut bare = BareReport {
         batch,
         calls,
         fps: (calls * batch as u64) as f64 / bare_s,
         ms_per_call: bare_s * 1000.0 / calls as f64,
         letterbox_ms_per_frame,
+        embed_crops_per_call: 0,
+        embed_calls: 0,
+        embed_ms_per_call: 0.0,
+        models_fps: 0.0,
     };
     // Warms the embedder (and the detector's decoding path) on those frames.
     let filter = RegionFilter::default();
@@ -241,6 +266,14 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     drop(items);
 
     let end_to_end = end_to_end(options, batch, &mut detector, embedder.as_mut())?;
+    if let Some(embedder) = embedder.as_mut() {
+        let crops = ((end_to_end.persons_per_frame * batch as f64).round() as usize).max(1);
+        let (calls, ms) = bare_embedder(embedder, &mut detector, &rgbs, crops, options.bare_time)?;
+        bare.embed_crops_per_call = crops;
+        bare.embed_calls = calls;
+        bare.embed_ms_per_call = ms;
+    }
+    bare.models_fps = batch as f64 * 1000.0 / (bare.ms_per_call + bare.embed_ms_per_call);
     Ok(BenchReport {
         model: detector.model_id().to_string(),
         embedder: embedder
@@ -251,11 +284,55 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         frame_width,
         frame_height,
         e2e_to_bare: end_to_end.fps / bare.fps,
+        e2e_to_models: end_to_end.fps / bare.models_fps,
         bare,
         end_to_end,
         rss_start_kib,
         rss_end_kib: rss_kib(),
     })
+}
+
+/// Times embedder calls of `crops` crops, cut once beforehand from the
+/// people the detector finds in `frames` (repeated to make up the number; the
+/// whole first frame if it finds nobody): (calls, mean ms per call).
+fn bare_embedder(
+    embedder: &mut Embedder,
+    detector: &mut Detector,
+    frames: &[RgbFrame<'_>],
+    crops: usize,
+    time: Duration,
+) -> Result<(u64, f64), BenchError> {
+    let mut people: Vec<(&RgbFrame<'_>, BBox)> = detector
+        .detect_batch(frames)?
+        .into_iter()
+        .zip(frames)
+        .flat_map(|(candidates, frame)| candidates.into_iter().map(move |c| (frame, c.bbox)))
+        .collect();
+    if people.is_empty() {
+        let frame = &frames[0];
+        let whole = BBox {
+            x: 0.0,
+            y: 0.0,
+            w: frame.width as f32,
+            h: frame.height as f32,
+        };
+        people.push((frame, whole));
+    }
+    let batch: Vec<(&RgbFrame<'_>, BBox)> = people.iter().copied().cycle().take(crops).collect();
+    embedder.prepare(&batch);
+    for _ in 0..2 {
+        embedder.forward()?; // warm-up
+    }
+    let started = Instant::now();
+    let mut calls = 0u64;
+    while calls < 5 || started.elapsed() < time {
+        embedder.forward()?;
+        calls += 1;
+    }
+    Ok((
+        calls,
+        started.elapsed().as_secs_f64() * 1000.0 / calls as f64,
+    ))
 }
 
 fn clone_frame(frame: &Frame) -> Frame {

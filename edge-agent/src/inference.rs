@@ -305,6 +305,8 @@ pub const MAX_EMBED_BATCH: usize = 64;
 pub struct Embedder {
     session: Session,
     input: Array4<f32>,
+    /// Crops in `input` for the next [`Embedder::forward`].
+    prepared: usize,
     height: usize,
     width: usize,
     embedder_id: String,
@@ -335,6 +337,7 @@ impl Embedder {
         Ok(Embedder {
             session,
             input: Array4::zeros((0, 3, height, width)),
+            prepared: 0,
             height,
             width,
             embedder_id: format!("{stem}@{height}x{width}"),
@@ -362,9 +365,14 @@ impl Embedder {
         &mut self,
         crops: &[(&RgbFrame<'_>, BBox)],
     ) -> Result<Vec<Vec<f32>>, InferenceError> {
-        if crops.is_empty() {
-            return Ok(Vec::new());
-        }
+        self.prepare(crops);
+        self.forward()
+    }
+
+    /// The first half of [`embed_crops`](Self::embed_crops): cuts, resizes
+    /// and normalises `crops` into the model's input, replacing what was
+    /// prepared before.
+    pub fn prepare(&mut self, crops: &[(&RgbFrame<'_>, BBox)]) {
         if self.input.len_of(Axis(0)) < crops.len() {
             // Grows to the busiest batch seen, then stays.
             self.input = Array4::zeros((crops.len(), 3, self.height, self.width));
@@ -378,7 +386,17 @@ impl Embedder {
                 STD,
             );
         }
-        let batch = self.input.slice(ndarray::s![..crops.len(), .., .., ..]);
+        self.prepared = crops.len();
+    }
+
+    /// The second half of [`embed_crops`](Self::embed_crops): one model call
+    /// on the crops last [`prepare`](Self::prepare)d (none: no call), their
+    /// L2-normalised embeddings in order.
+    pub fn forward(&mut self) -> Result<Vec<Vec<f32>>, InferenceError> {
+        if self.prepared == 0 {
+            return Ok(Vec::new());
+        }
+        let batch = self.input.slice(ndarray::s![..self.prepared, .., .., ..]);
         let tensor = TensorRef::from_array_view(batch).map_err(ort_err)?;
         let outputs = self
             .session

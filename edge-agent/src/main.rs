@@ -40,10 +40,12 @@ enum Command {
     #[command(subcommand)]
     Model(ModelCommand),
     /// Measure throughput on a video: bare detector inference (pre-letterboxed
-    /// frames) and end to end (GStreamer decode, letterbox, detect, embed,
-    /// quantise, protobuf, spool append: all but the network), wire bytes
-    /// per frame, people per frame and resident memory. Prints a table on
-    /// stderr and one JSON line on stdout.
+    /// frames), bare models (the detector plus the embedder on crops cut
+    /// beforehand, as many per frame as end to end embedded) and end to end
+    /// (GStreamer decode, letterbox, detect, embed, quantise, protobuf, spool
+    /// append: all but the network), wire bytes per frame, people per frame
+    /// and resident memory. Prints a table on stderr and one JSON line on
+    /// stdout.
     Bench(BenchArgs),
 }
 
@@ -79,10 +81,10 @@ struct BenchArgs {
     /// Stop the end-to-end phase after this many frames.
     #[arg(long)]
     frames: Option<u64>,
-    /// Seconds of the bare inference phase.
+    /// Seconds of each bare phase (detector; embedder).
     #[arg(long, default_value_t = 5.0)]
     bare_seconds: f64,
-    /// Leave the embedder out of the end-to-end phase.
+    /// Leave the embedder out (end to end and bare models).
     #[arg(long)]
     no_embedder: bool,
     /// ONNX Runtime intra-op threads (0 = its default, all cores). Default:
@@ -335,6 +337,12 @@ fn bench(args: BenchArgs) -> ExitCode {
         "  bare inference      {:>9.1} fps  ({:.1} ms per call of {}, {} calls; letterbox {:.1} ms per frame)",
         b.fps, b.ms_per_call, b.batch, b.calls, b.letterbox_ms_per_frame
     );
+    if b.embed_calls > 0 {
+        eprintln!(
+            "  bare models         {:>9.1} fps  (detector + {:.1} ms per embedder call of {} crops, {} calls)",
+            b.models_fps, b.embed_ms_per_call, b.embed_crops_per_call, b.embed_calls
+        );
+    }
     eprintln!(
         "  end to end          {:>9.1} fps  ({} frames in {:.1} s; detector {:.0}%, embedder {:.0}% of the time)",
         e.fps,
@@ -344,6 +352,9 @@ fn bench(args: BenchArgs) -> ExitCode {
         e.embedder_share * 100.0
     );
     eprintln!("  end to end / bare   {:>9.2}", report.e2e_to_bare);
+    if b.embed_calls > 0 {
+        eprintln!("  end to end / models {:>9.2}", report.e2e_to_models);
+    }
     eprintln!("  people per frame    {:>9.2}", e.persons_per_frame);
     eprintln!(
         "  wire bytes / frame  {:>9.1}  (raw RGB {} bytes: {:.0}x)",

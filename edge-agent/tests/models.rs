@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
+use edge_agent::bench::{self, BenchOptions};
 use edge_agent::config::{CameraConfig, OnEos};
 use edge_agent::inference::{DetectionParams, Detector, Embedder};
 use edge_agent::queue::{FrameQueue, Next};
@@ -457,4 +459,76 @@ fn embedding_crops_of_several_frames_at_once_matches_per_frame_calls() {
             .fold(0.0, f32::max);
         assert!(max_diff < 1e-4, "max difference {max_diff}");
     }
+}
+
+/// Relative difference of two positive figures.
+fn off_by(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(f64::MIN_POSITIVE)
+}
+
+#[test]
+fn the_bench_analyses_every_frame_and_prices_the_embedder_per_person() {
+    let options = |embedder: bool| BenchOptions {
+        video: asset("vtest.avi"),
+        model: asset("yolov3-tiny.onnx"),
+        embedder: embedder.then(|| (asset("mobilenetv2-embedder-128.onnx"), 128, 64)),
+        onnxruntime_library: asset("libonnxruntime.so.1.31.1"),
+        params: person_params(),
+        intra_threads: 2,
+        batch: 2,
+        bare_time: Duration::from_millis(200),
+        duration: None,
+        max_frames: Some(24),
+    };
+
+    let report = bench::run(&options(true)).unwrap();
+    let (bare, e2e) = (&report.bare, &report.end_to_end);
+    assert_eq!(report.model, "yolov3-tiny@416x416");
+    assert_eq!(report.embedder, "mobilenetv2-embedder-128@128x64");
+    assert_eq!((report.frame_width, report.frame_height), (768, 576));
+    assert_eq!((e2e.frames, e2e.failed), (24, 0));
+    // vtest.avi's first second has 4 to 7 people per frame.
+    assert!(
+        (3.0..8.0).contains(&e2e.persons_per_frame),
+        "{}",
+        e2e.persons_per_frame
+    );
+    assert_eq!(
+        bare.embed_crops_per_call,
+        (e2e.persons_per_frame * 2.0).round() as usize,
+        "one embedder call per detector call, with the people of 2 frames"
+    );
+    assert!(bare.embed_calls >= 5 && bare.embed_ms_per_call > 0.0);
+    assert!(
+        off_by(
+            bare.models_fps,
+            2000.0 / (bare.ms_per_call + bare.embed_ms_per_call)
+        ) < 1e-9
+    );
+    assert!(bare.models_fps < bare.fps, "the embedder costs time");
+    assert!(off_by(report.e2e_to_models, e2e.fps / bare.models_fps) < 1e-9);
+    assert!(off_by(report.e2e_to_bare, e2e.fps / bare.fps) < 1e-9);
+    assert_eq!(e2e.raw_bytes_per_frame, 768 * 576 * 3);
+    // Each person carries 128 int8 values: well over 128 bytes per person.
+    assert!(e2e.wire_bytes_per_frame > 128.0 * e2e.persons_per_frame);
+    assert!(
+        off_by(
+            e2e.raw_to_wire,
+            e2e.raw_bytes_per_frame as f64 / e2e.wire_bytes_per_frame
+        ) < 1e-3
+    );
+
+    let plain = bench::run(&options(false)).unwrap();
+    assert_eq!(plain.embedder, "");
+    assert_eq!(
+        (plain.bare.embed_calls, plain.bare.embed_crops_per_call),
+        (0, 0)
+    );
+    assert!(off_by(plain.bare.models_fps, plain.bare.fps) < 1e-9);
+    assert_eq!(plain.end_to_end.frames, 24);
+    assert_eq!(plain.end_to_end.persons_per_frame, e2e.persons_per_frame);
+    assert!(
+        plain.end_to_end.wire_bytes_per_frame < e2e.wire_bytes_per_frame / 4.0,
+        "without embeddings a person is a box and a score"
+    );
 }
