@@ -80,9 +80,10 @@ pub struct BareReport {
     /// Mean milliseconds to letterbox one frame (not in `fps`).
     pub letterbox_ms_per_frame: f64,
     /// Crops per embedder call in the bare models figure: end-to-end people
-    /// per frame times `batch`, rounded, at least 1 (0 without an embedder).
+    /// per frame times `batch`, rounded (0 without an embedder; with 0 the
+    /// embedder is not timed, as end to end had nobody to embed).
     pub embed_crops_per_call: usize,
-    /// Embedder calls timed (0 without an embedder).
+    /// Embedder calls timed (0 without an embedder or crops).
     pub embed_calls: u64,
     /// Mean milliseconds per embedder call on crops cut beforehand (cutting
     /// them is not counted, as letterboxing is not).
@@ -266,8 +267,8 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     drop(items);
 
     let end_to_end = end_to_end(options, batch, &mut detector, embedder.as_mut())?;
-    if let Some(embedder) = embedder.as_mut() {
-        let crops = ((end_to_end.persons_per_frame * batch as f64).round() as usize).max(1);
+    let crops = (end_to_end.persons_per_frame * batch as f64).round() as usize;
+    if let Some(embedder) = embedder.as_mut().filter(|_| crops > 0) {
         let (calls, ms) = bare_embedder(embedder, &mut detector, &rgbs, crops, options.bare_time)?;
         bare.embed_crops_per_call = crops;
         bare.embed_calls = calls;

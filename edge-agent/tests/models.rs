@@ -518,6 +518,29 @@ fn the_bench_analyses_every_frame_and_prices_the_embedder_per_person() {
         ) < 1e-3
     );
 
+    // Random yolov2-tiny weights find nobody: nothing to embed, so the
+    // embedder is not timed and the models figure is the detector's.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = std::fs::read_to_string(asset("darknet/cfg/yolov2-tiny.cfg")).unwrap();
+    let weights = vision::darknet::generate_weights(&cfg, 1).unwrap();
+    let model = dir.path().join("yolov2-tiny.onnx");
+    std::fs::write(
+        &model,
+        vision::darknet::import(&cfg, &weights).unwrap().onnx,
+    )
+    .unwrap();
+    let nobody = bench::run(&BenchOptions {
+        model,
+        ..options(true)
+    })
+    .unwrap();
+    assert_eq!(nobody.end_to_end.persons_per_frame, 0.0);
+    assert_eq!(
+        (nobody.bare.embed_calls, nobody.bare.embed_crops_per_call),
+        (0, 0)
+    );
+    assert!(off_by(nobody.bare.models_fps, nobody.bare.fps) < 1e-9);
+
     let plain = bench::run(&options(false)).unwrap();
     assert_eq!(plain.embedder, "");
     assert_eq!(
