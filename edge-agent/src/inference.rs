@@ -16,7 +16,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 use vision::bbox::BBox;
-use vision::letterbox::{Letterbox, RgbFrame, crop_resize_into, letterbox_into};
+use vision::letterbox::{Letterbox, Resampler, RgbFrame};
 use vision::nms::nms;
 use vision::yolo::{Candidate, DecodeParams, DetectorSpec, METADATA_KEY, decode_head};
 
@@ -110,6 +110,8 @@ pub struct Detector {
     input: Array4<f32>,
     /// The letterbox of each item of the last batch.
     geometry: Vec<Letterbox>,
+    /// Letterboxing's reusable rows.
+    resampler: Resampler,
     model_id: String,
 }
 
@@ -170,6 +172,7 @@ impl Detector {
             params,
             input,
             geometry: Vec::new(),
+            resampler: Resampler::default(),
             model_id,
         })
     }
@@ -198,7 +201,9 @@ impl Detector {
         self.reserve(frames.len());
         self.geometry.clear();
         for (i, frame) in frames.iter().enumerate() {
-            let geometry = letterbox_into(frame, self.input.index_axis_mut(Axis(0), i));
+            let geometry = self
+                .resampler
+                .letterbox(frame, self.input.index_axis_mut(Axis(0), i));
             self.geometry.push(geometry);
         }
     }
@@ -307,6 +312,8 @@ pub struct Embedder {
     input: Array4<f32>,
     /// Crops in `input` for the next [`Embedder::forward`].
     prepared: usize,
+    /// Crop resizing's reusable rows.
+    resampler: Resampler,
     height: usize,
     width: usize,
     embedder_id: String,
@@ -338,6 +345,7 @@ impl Embedder {
             session,
             input: Array4::zeros((0, 3, height, width)),
             prepared: 0,
+            resampler: Resampler::default(),
             height,
             width,
             embedder_id: format!("{stem}@{height}x{width}"),
@@ -378,7 +386,7 @@ impl Embedder {
             self.input = Array4::zeros((crops.len(), 3, self.height, self.width));
         }
         for (i, (frame, bbox)) in crops.iter().enumerate() {
-            crop_resize_into(
+            self.resampler.crop_resize(
                 frame,
                 *bbox,
                 self.input.index_axis_mut(Axis(0), i),

@@ -1,6 +1,7 @@
-//! Preprocessing throughput: `letterbox_into` (a 768x576 frame, vtest.avi's
-//! size, into the detector's 3x416x416 input) and `crop_resize_into` (five
-//! person-sized boxes into the embedder's 3x128x64 input), single thread.
+//! Preprocessing throughput of a reused `Resampler`, as the agent uses it:
+//! letterboxing (a 768x576 frame, vtest.avi's size, into the detector's
+//! 3x416x416 input) and crop resizing (five person-sized boxes into the
+//! embedder's 3x128x64 input), single thread.
 //!
 //! `cargo bench -p vision --bench resample` prints milliseconds per call,
 //! the median of 15 rounds of one second's worth of calls each. The frame is
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::Array3;
 use vision::bbox::BBox;
-use vision::letterbox::{RgbFrame, crop_resize_into, letterbox_into};
+use vision::letterbox::{Resampler, RgbFrame};
 
 const ROUNDS: usize = 15;
 const ROUND_TIME: Duration = Duration::from_millis(1000);
@@ -41,9 +42,10 @@ fn main() {
         .collect();
     let frame = RgbFrame::new(&data, width, height, width * 3).unwrap();
 
+    let mut resampler = Resampler::default();
     let mut detector_input = Array3::<f32>::zeros((3, 416, 416));
     let letterbox = time(|| {
-        black_box(letterbox_into(&frame, detector_input.view_mut()));
+        black_box(resampler.letterbox(&frame, detector_input.view_mut()));
     });
     println!("letterbox 768x576 -> 416x416      {letterbox:.3} ms per frame");
 
@@ -59,7 +61,7 @@ fn main() {
     let mut crops = Array3::<f32>::zeros((3, 128, 64));
     let crop = time(|| {
         for &b in &boxes {
-            crop_resize_into(
+            resampler.crop_resize(
                 &frame,
                 b,
                 crops.view_mut(),

@@ -1,8 +1,9 @@
 //! Frame to tensor resampling: letterboxing for the detector and crop
 //! resizing for the embedder, both bilinear, written straight into a
-//! caller-owned `[3, H, W]` tensor view (no intermediate image).
+//! caller-owned `[3, H, W]` tensor view (no intermediate image: one blended
+//! source row at a time, in a [`Resampler`]'s reusable buffers).
 
-use ndarray::ArrayViewMut3;
+use ndarray::{ArrayViewMut3, s};
 
 use crate::bbox::BBox;
 
@@ -59,10 +60,6 @@ impl<'a> RgbFrame<'a> {
             stride,
         })
     }
-
-    fn pixel(&self, x: usize, y: usize, c: usize) -> f32 {
-        f32::from(self.data[y * self.stride + x * 3 + c])
-    }
 }
 
 /// The geometry of a letterbox: source pixels map to `source * scale + pad`.
@@ -104,57 +101,47 @@ impl Letterbox {
 pub const PAD_VALUE: f32 = 0.5;
 
 /// Letterboxes `frame` into `dst` (`[3, H, W]`, RGB in [0, 1], padding
-/// [`PAD_VALUE`]) and returns the geometry for mapping boxes back.
-pub fn letterbox_into(frame: &RgbFrame<'_>, mut dst: ArrayViewMut3<'_, f32>) -> Letterbox {
-    let (_, dst_h, dst_w) = dst.dim();
-    let lb = Letterbox::fit(frame.width, frame.height, dst_w, dst_h);
-    dst.fill(PAD_VALUE);
-    let inner_w = ((frame.width as f32 * lb.scale).round() as usize).min(dst_w - lb.pad_x as usize);
-    let inner_h =
-        ((frame.height as f32 * lb.scale).round() as usize).min(dst_h - lb.pad_y as usize);
-    let source = BBox {
-        x: 0.0,
-        y: 0.0,
-        w: frame.width as f32,
-        h: frame.height as f32,
-    };
-    let target = Target {
-        x: lb.pad_x as usize,
-        y: lb.pad_y as usize,
-        w: inner_w,
-        h: inner_h,
-    };
-    resample(frame, source, &mut dst, target, |_, v| v / 255.0);
-    lb
+/// [`PAD_VALUE`]) and returns the geometry for mapping boxes back. Allocates
+/// its working rows each call: a [`Resampler`] reuses them.
+pub fn letterbox_into(frame: &RgbFrame<'_>, dst: ArrayViewMut3<'_, f32>) -> Letterbox {
+    Resampler::default().letterbox(frame, dst)
 }
 
 /// Resizes the `region` of `frame` to fill `dst` (`[3, H, W]`), normalising
 /// each channel as `(v / 255 - mean) / std` (ImageNet-style). The region is
 /// clipped to the frame; an empty region leaves `dst` at the normalised zero.
+/// Allocates its working rows each call: a [`Resampler`] reuses them.
 pub fn crop_resize_into(
     frame: &RgbFrame<'_>,
     region: BBox,
-    mut dst: ArrayViewMut3<'_, f32>,
+    dst: ArrayViewMut3<'_, f32>,
     mean: [f32; 3],
     std: [f32; 3],
 ) {
-    let (_, dst_h, dst_w) = dst.dim();
-    let Some(region) = region.clip(frame.width as f32, frame.height as f32) else {
-        for c in 0..3 {
-            dst.index_axis_mut(ndarray::Axis(0), c)
-                .fill(-mean[c] / std[c]);
-        }
-        return;
-    };
-    let target = Target {
-        x: 0,
-        y: 0,
-        w: dst_w,
-        h: dst_h,
-    };
-    resample(frame, region, &mut dst, target, |c, v| {
-        (v / 255.0 - mean[c]) / std[c]
-    });
+    Resampler::default().crop_resize(frame, region, dst, mean, std);
+}
+
+/// Bilinear resampling with pixel-centre alignment, in two passes per target
+/// row: the two source rows it falls between are blended into one row of
+/// floats (contiguous, so the compiler vectorises it), then each target
+/// pixel blends two neighbours of that row at its precomputed column. The
+/// buffers grow to the largest frame and target seen, then are reused: no
+/// allocation per frame.
+#[derive(Debug, Default, Clone)]
+pub struct Resampler {
+    /// The blended source row: 3 floats per pixel of the columns in use.
+    row: Vec<f32>,
+    /// Per target column, where its two neighbours are in `row`.
+    columns: Vec<Column>,
+}
+
+/// The two neighbours of a target column: offsets into the blended row (of
+/// their red value) and the weight of the right one.
+#[derive(Debug, Clone, Copy)]
+struct Column {
+    left: usize,
+    right: usize,
+    weight: f32,
 }
 
 /// The rectangle of the destination tensor that receives the resampled region.
@@ -165,36 +152,133 @@ struct Target {
     h: usize,
 }
 
-/// Bilinear resampling of `source` (frame pixels) into `target` of `dst`,
-/// with pixel-centre alignment, `map` applied per channel.
-fn resample(
-    frame: &RgbFrame<'_>,
-    source: BBox,
-    dst: &mut ArrayViewMut3<'_, f32>,
-    target: Target,
-    map: impl Fn(usize, f32) -> f32,
-) {
-    if target.w == 0 || target.h == 0 {
-        return;
+/// Per-channel `value * scale + offset` applied to resampled 0..=255 values.
+struct Affine {
+    scale: [f32; 3],
+    offset: [f32; 3],
+}
+
+impl Resampler {
+    /// [`letterbox_into`] with this resampler's buffers.
+    pub fn letterbox(
+        &mut self,
+        frame: &RgbFrame<'_>,
+        mut dst: ArrayViewMut3<'_, f32>,
+    ) -> Letterbox {
+        let (_, dst_h, dst_w) = dst.dim();
+        let lb = Letterbox::fit(frame.width, frame.height, dst_w, dst_h);
+        dst.fill(PAD_VALUE);
+        let inner_w =
+            ((frame.width as f32 * lb.scale).round() as usize).min(dst_w - lb.pad_x as usize);
+        let inner_h =
+            ((frame.height as f32 * lb.scale).round() as usize).min(dst_h - lb.pad_y as usize);
+        let source = BBox {
+            x: 0.0,
+            y: 0.0,
+            w: frame.width as f32,
+            h: frame.height as f32,
+        };
+        let target = Target {
+            x: lb.pad_x as usize,
+            y: lb.pad_y as usize,
+            w: inner_w,
+            h: inner_h,
+        };
+        let map = Affine {
+            scale: [1.0 / 255.0; 3],
+            offset: [0.0; 3],
+        };
+        self.resample(frame, source, &mut dst, target, &map);
+        lb
     }
-    let sx = source.w / target.w as f32;
-    let sy = source.h / target.h as f32;
-    let max_x = (frame.width - 1) as f32;
-    let max_y = (frame.height - 1) as f32;
-    for ty in 0..target.h {
-        let fy = (source.y + (ty as f32 + 0.5) * sy - 0.5).clamp(0.0, max_y);
-        let y0 = fy as usize;
-        let y1 = (y0 + 1).min(frame.height - 1);
-        let wy = fy - y0 as f32;
-        for tx in 0..target.w {
+
+    /// [`crop_resize_into`] with this resampler's buffers.
+    pub fn crop_resize(
+        &mut self,
+        frame: &RgbFrame<'_>,
+        region: BBox,
+        mut dst: ArrayViewMut3<'_, f32>,
+        mean: [f32; 3],
+        std: [f32; 3],
+    ) {
+        let (_, dst_h, dst_w) = dst.dim();
+        let Some(region) = region.clip(frame.width as f32, frame.height as f32) else {
+            for c in 0..3 {
+                dst.index_axis_mut(ndarray::Axis(0), c)
+                    .fill(-mean[c] / std[c]);
+            }
+            return;
+        };
+        let target = Target {
+            x: 0,
+            y: 0,
+            w: dst_w,
+            h: dst_h,
+        };
+        let map = Affine {
+            scale: std.map(|s| 1.0 / (255.0 * s)),
+            offset: [0, 1, 2].map(|c| -mean[c] / std[c]),
+        };
+        self.resample(frame, region, &mut dst, target, &map);
+    }
+
+    /// Resamples `source` (frame pixels) into `target` of `dst`.
+    fn resample(
+        &mut self,
+        frame: &RgbFrame<'_>,
+        source: BBox,
+        dst: &mut ArrayViewMut3<'_, f32>,
+        target: Target,
+        map: &Affine,
+    ) {
+        if target.w == 0 || target.h == 0 {
+            return;
+        }
+        let sx = source.w / target.w as f32;
+        let sy = source.h / target.h as f32;
+        let max_x = (frame.width - 1) as f32;
+        let max_y = (frame.height - 1) as f32;
+        // Columns only move right, so the first column's left neighbour and
+        // the last one's right neighbour bound the source pixels in use.
+        let neighbours = |tx: usize| {
             let fx = (source.x + (tx as f32 + 0.5) * sx - 0.5).clamp(0.0, max_x);
             let x0 = fx as usize;
-            let x1 = (x0 + 1).min(frame.width - 1);
-            let wx = fx - x0 as f32;
+            (x0, (x0 + 1).min(frame.width - 1), fx - x0 as f32)
+        };
+        let first = neighbours(0).0;
+        let last = neighbours(target.w - 1).1;
+        self.columns.clear();
+        self.columns.extend((0..target.w).map(|tx| {
+            let (x0, x1, weight) = neighbours(tx);
+            Column {
+                left: 3 * (x0 - first),
+                right: 3 * (x1 - first),
+                weight,
+            }
+        }));
+        let span = 3 * first..3 * (last + 1);
+        self.row.resize(span.len(), 0.0);
+        // `RgbFrame::new` checked that every row is inside `data`.
+        let source_row = |y: usize| &frame.data[y * frame.stride..][span.clone()];
+        for ty in 0..target.h {
+            let fy = (source.y + (ty as f32 + 0.5) * sy - 0.5).clamp(0.0, max_y);
+            let y0 = fy as usize;
+            let y1 = (y0 + 1).min(frame.height - 1);
+            let wy = fy - y0 as f32;
+            for ((blended, &top), &bottom) in
+                self.row.iter_mut().zip(source_row(y0)).zip(source_row(y1))
+            {
+                *blended = f32::from(top) * (1.0 - wy) + f32::from(bottom) * wy;
+            }
             for c in 0..3 {
-                let top = frame.pixel(x0, y0, c) * (1.0 - wx) + frame.pixel(x1, y0, c) * wx;
-                let bottom = frame.pixel(x0, y1, c) * (1.0 - wx) + frame.pixel(x1, y1, c) * wx;
-                dst[[c, target.y + ty, target.x + tx]] = map(c, top * (1.0 - wy) + bottom * wy);
+                let (scale, offset) = (map.scale[c], map.offset[c]);
+                let mut out = dst.slice_mut(s![c, target.y + ty, target.x..target.x + target.w]);
+                for (value, column) in out.iter_mut().zip(&self.columns) {
+                    let left = self.row[column.left + c];
+                    let right = self.row[column.right + c];
+                    let blended = left * (1.0 - column.weight) + right * column.weight;
+                    *value = blended * scale + offset;
+                }
             }
         }
     }
@@ -320,7 +404,7 @@ mod tests {
                 assert_eq!(v, PAD_VALUE, "[{c}, {y}, {x}]");
             } else {
                 let want = bilinear(&frame, whole, (20, inner_h), [c, y - 1, x]) / 255.0;
-                assert_eq!(v, want, "[{c}, {y}, {x}]");
+                assert!((v - want).abs() < 1e-6, "[{c}, {y}, {x}]: {v} != {want}");
             }
         }
 
@@ -336,8 +420,22 @@ mod tests {
         crop_resize_into(&frame, region, t.view_mut(), [0.5; 3], [0.25; 3]);
         for ((c, y, x), &v) in t.indexed_iter() {
             let want = (bilinear(&frame, clipped, (8, 16), [c, y, x]) / 255.0 - 0.5) / 0.25;
-            assert_eq!(v, want, "[{c}, {y}, {x}]");
+            assert!((v - want).abs() < 1e-5, "[{c}, {y}, {x}]: {v} != {want}");
         }
+
+        // One resampler through a crop, a letterbox and the crop again gives
+        // what fresh buffers give: nothing carries over from call to call.
+        let mut resampler = Resampler::default();
+        let mut reused = Array3::<f32>::zeros((3, 16, 8));
+        resampler.crop_resize(&frame, region, reused.view_mut(), [0.5; 3], [0.25; 3]);
+        assert_eq!(reused, t);
+        let mut boxed = Array3::<f32>::zeros((3, 16, 20));
+        resampler.letterbox(&frame, boxed.view_mut());
+        let mut fresh = Array3::<f32>::zeros((3, 16, 20));
+        letterbox_into(&frame, fresh.view_mut());
+        assert_eq!(boxed, fresh);
+        resampler.crop_resize(&frame, region, reused.view_mut(), [0.5; 3], [0.25; 3]);
+        assert_eq!(reused, t);
     }
 
     #[test]
