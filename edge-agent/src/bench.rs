@@ -37,7 +37,9 @@ use vision::bbox::BBox;
 use vision::letterbox::RgbFrame;
 use vision::roi::RegionFilter;
 
-use crate::inference::{self, DetectionParams, Detector, Embedder, InferenceError};
+use crate::inference::{
+    self, DetectionParams, Detector, Embedder, InferenceError, MAX_EMBED_BATCH,
+};
 use crate::queue::{Frame, Pixels};
 
 /// What to benchmark.
@@ -57,7 +59,8 @@ pub struct BenchOptions {
     pub intra_threads: usize,
     /// Frames per detector call.
     pub batch: usize,
-    /// How long the bare-inference phase runs.
+    /// How long each bare phase runs (the detector's; the embedder's,
+    /// shared among the call sizes it times).
     pub bare_time: Duration,
     /// End to end: loop the video and stop when this much time has passed;
     /// `None` plays it once.
@@ -79,14 +82,17 @@ pub struct BareReport {
     pub ms_per_call: f64,
     /// Mean milliseconds to letterbox one frame (not in `fps`).
     pub letterbox_ms_per_frame: f64,
-    /// Crops per embedder call in the bare models figure: end-to-end people
-    /// per frame times `batch`, rounded (0 without an embedder; with 0 the
+    /// Crops to embed per detector call in the bare models figure: end-to-end
+    /// people per frame times `batch` (0 without an embedder; with 0 the
     /// embedder is not timed, as end to end had nobody to embed).
-    pub embed_crops_per_call: usize,
+    pub embed_crops_per_call: f64,
     /// Embedder calls timed (0 without an embedder or crops).
     pub embed_calls: u64,
-    /// Mean milliseconds per embedder call on crops cut beforehand (cutting
-    /// them is not counted, as letterboxing is not).
+    /// Embedder milliseconds per detector call, on crops cut beforehand
+    /// (cutting them is not counted, as letterboxing is not): calls of at
+    /// most [`MAX_EMBED_BATCH`] crops, as end to end makes them, the last
+    /// one's time interpolated between the whole numbers of crops around its
+    /// fractional count.
     pub embed_ms_per_call: f64,
     /// Frames per second of the detector and the embedder alone: `batch`
     /// frames per `ms_per_call + embed_ms_per_call` (= `fps` without an
@@ -255,7 +261,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         fps: (calls * batch as u64) as f64 / bare_s,
         ms_per_call: bare_s * 1000.0 / calls as f64,
         letterbox_ms_per_frame,
-        embed_crops_per_call: 0,
+        embed_crops_per_call: 0.0,
         embed_calls: 0,
         embed_ms_per_call: 0.0,
         models_fps: 0.0,
@@ -267,8 +273,8 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     drop(items);
 
     let end_to_end = end_to_end(options, batch, &mut detector, embedder.as_mut())?;
-    let crops = (end_to_end.persons_per_frame * batch as f64).round() as usize;
-    if let Some(embedder) = embedder.as_mut().filter(|_| crops > 0) {
+    let crops = end_to_end.persons_per_frame * batch as f64;
+    if let Some(embedder) = embedder.as_mut().filter(|_| crops > 0.0) {
         let (calls, ms) = bare_embedder(embedder, &mut detector, &rgbs, crops, options.bare_time)?;
         bare.embed_crops_per_call = crops;
         bare.embed_calls = calls;
@@ -293,14 +299,18 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     })
 }
 
-/// Times embedder calls of `crops` crops, cut once beforehand from the
-/// people the detector finds in `frames` (repeated to make up the number; the
-/// whole first frame if it finds nobody): (calls, mean ms per call).
+/// Embedder milliseconds for `crops` crops (a mean, so fractional) per
+/// detector call, split as end to end splits them: whole calls of
+/// [`MAX_EMBED_BATCH`] and one remainder call, whose time is interpolated
+/// between the whole numbers of crops around it. Each call size is timed for
+/// an equal share of `time` on crops cut once beforehand from the people the
+/// detector finds in `frames` (repeated to make up the number; the whole
+/// first frame if it finds nobody). Returns (calls timed, milliseconds).
 fn bare_embedder(
     embedder: &mut Embedder,
     detector: &mut Detector,
     frames: &[RgbFrame<'_>],
-    crops: usize,
+    crops: f64,
     time: Duration,
 ) -> Result<(u64, f64), BenchError> {
     let mut people: Vec<(&RgbFrame<'_>, BBox)> = detector
@@ -319,21 +329,72 @@ fn bare_embedder(
         };
         people.push((frame, whole));
     }
-    let batch: Vec<(&RgbFrame<'_>, BBox)> = people.iter().copied().cycle().take(crops).collect();
-    embedder.prepare(&batch);
-    for _ in 0..2 {
-        embedder.forward()?; // warm-up
+    let Split {
+        full_calls,
+        below,
+        above,
+        fraction,
+    } = split_crops(crops);
+    let mut sizes = vec![below, above];
+    if full_calls > 0.0 {
+        sizes.push(MAX_EMBED_BATCH);
     }
-    let started = Instant::now();
-    let mut calls = 0u64;
-    while calls < 5 || started.elapsed() < time {
-        embedder.forward()?;
-        calls += 1;
+    sizes.retain(|&n| n > 0);
+    sizes.dedup();
+    let share = time / sizes.len().max(1) as u32;
+    let mut total_calls = 0;
+    let mut ms = |n: usize| -> Result<f64, BenchError> {
+        if n == 0 {
+            return Ok(0.0);
+        }
+        let batch: Vec<(&RgbFrame<'_>, BBox)> = people.iter().copied().cycle().take(n).collect();
+        embedder.prepare(&batch);
+        for _ in 0..2 {
+            embedder.forward()?; // warm-up
+        }
+        let started = Instant::now();
+        let mut calls = 0u64;
+        while calls < 5 || started.elapsed() < share {
+            embedder.forward()?;
+            calls += 1;
+        }
+        total_calls += calls;
+        Ok(started.elapsed().as_secs_f64() * 1000.0 / calls as f64)
+    };
+    let full_ms = if full_calls > 0.0 {
+        full_calls * ms(MAX_EMBED_BATCH)?
+    } else {
+        0.0
+    };
+    let below_ms = ms(below)?;
+    let above_ms = if above == below { below_ms } else { ms(above)? };
+    let rest_ms = below_ms + (above_ms - below_ms) * fraction;
+    Ok((total_calls, full_ms + rest_ms))
+}
+
+/// A mean number of crops per detector call as end to end embeds them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Split {
+    /// Calls of [`MAX_EMBED_BATCH`] crops.
+    full_calls: f64,
+    /// The whole numbers of crops around the remainder call's count.
+    below: usize,
+    above: usize,
+    /// Where the remainder lies between them (0 = `below`).
+    fraction: f64,
+}
+
+fn split_crops(crops: f64) -> Split {
+    let per_call = MAX_EMBED_BATCH as f64;
+    let full_calls = (crops.max(0.0) / per_call).floor();
+    let rest = crops.max(0.0) - full_calls * per_call;
+    let below = rest.floor();
+    Split {
+        full_calls,
+        below: below as usize,
+        above: rest.ceil() as usize,
+        fraction: rest - below,
     }
-    Ok((
-        calls,
-        started.elapsed().as_secs_f64() * 1000.0 / calls as f64,
-    ))
 }
 
 fn clone_frame(frame: &Frame) -> Frame {
@@ -571,5 +632,29 @@ impl Video {
             stride,
             data: Pixels::Mapped(data),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_EMBED_BATCH, Split, split_crops};
+
+    #[test]
+    fn crops_split_into_full_calls_and_an_interpolated_rest() {
+        let split = |full_calls, below, above, fraction| Split {
+            full_calls,
+            below,
+            above,
+            fraction,
+        };
+        assert_eq!(split_crops(0.0), split(0.0, 0, 0, 0.0));
+        assert_eq!(split_crops(5.5), split(0.0, 5, 6, 0.5));
+        assert_eq!(split_crops(6.0), split(0.0, 6, 6, 0.0));
+        assert_eq!(MAX_EMBED_BATCH, 64);
+        // 16 frames of 5.75 people: one call of 64 and one of 28.
+        assert_eq!(split_crops(92.0), split(1.0, 28, 28, 0.0));
+        let s = split_crops(128.25);
+        assert_eq!((s.full_calls, s.below, s.above), (2.0, 0, 1));
+        assert!((s.fraction - 0.25).abs() < 1e-12);
     }
 }

@@ -339,7 +339,7 @@ fn bench(args: BenchArgs) -> ExitCode {
     );
     if b.embed_calls > 0 {
         eprintln!(
-            "  bare models         {:>9.1} fps  (detector + {:.1} ms per embedder call of {} crops, {} calls)",
+            "  bare models         {:>9.1} fps  (detector + {:.1} ms embedding {:.2} crops per call; {} embedder calls)",
             b.models_fps, b.embed_ms_per_call, b.embed_crops_per_call, b.embed_calls
         );
     }

@@ -493,10 +493,9 @@ fn the_bench_analyses_every_frame_and_prices_the_embedder_per_person() {
         "{}",
         e2e.persons_per_frame
     );
-    assert_eq!(
-        bare.embed_crops_per_call,
-        (e2e.persons_per_frame * 2.0).round() as usize,
-        "one embedder call per detector call, with the people of 2 frames"
+    assert!(
+        off_by(bare.embed_crops_per_call, e2e.persons_per_frame * 2.0) < 1e-9,
+        "the people of 2 frames per detector call"
     );
     assert!(bare.embed_calls >= 5 && bare.embed_ms_per_call > 0.0);
     assert!(
@@ -537,7 +536,7 @@ fn the_bench_analyses_every_frame_and_prices_the_embedder_per_person() {
     assert_eq!(nobody.end_to_end.persons_per_frame, 0.0);
     assert_eq!(
         (nobody.bare.embed_calls, nobody.bare.embed_crops_per_call),
-        (0, 0)
+        (0, 0.0)
     );
     assert!(off_by(nobody.bare.models_fps, nobody.bare.fps) < 1e-9);
 
@@ -545,7 +544,7 @@ fn the_bench_analyses_every_frame_and_prices_the_embedder_per_person() {
     assert_eq!(plain.embedder, "");
     assert_eq!(
         (plain.bare.embed_calls, plain.bare.embed_crops_per_call),
-        (0, 0)
+        (0, 0.0)
     );
     assert!(off_by(plain.bare.models_fps, plain.bare.fps) < 1e-9);
     assert_eq!(plain.end_to_end.frames, 24);

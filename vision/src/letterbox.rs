@@ -77,8 +77,14 @@ impl Letterbox {
     /// Fits a `src_w x src_h` frame into `dst_w x dst_h`, keeping the aspect ratio, centred.
     pub fn fit(src_w: usize, src_h: usize, dst_w: usize, dst_h: usize) -> Self {
         let scale = (dst_w as f32 / src_w.max(1) as f32).min(dst_h as f32 / src_h.max(1) as f32);
-        let pad_x = ((dst_w as f32 - src_w as f32 * scale) / 2.0).floor();
-        let pad_y = ((dst_h as f32 - src_h as f32 * scale) / 2.0).floor();
+        // `src * scale` can land a hair above `dst` (720 x f32(416 / 720) =
+        // 416.00003): the padding is then 0, not -1.
+        let pad_x = ((dst_w as f32 - src_w as f32 * scale) / 2.0)
+            .floor()
+            .max(0.0);
+        let pad_y = ((dst_h as f32 - src_h as f32 * scale) / 2.0)
+            .floor()
+            .max(0.0);
         Letterbox {
             scale,
             pad_x,
@@ -231,7 +237,10 @@ impl Resampler {
         target: Target,
         map: &Affine,
     ) {
-        if target.w == 0 || target.h == 0 {
+        // `RgbFrame`'s fields are public: a frame built by hand may not hold
+        // the rows it claims, and is then left out rather than read past.
+        let geometry = RgbFrame::new(frame.data, frame.width, frame.height, frame.stride);
+        if target.w == 0 || target.h == 0 || geometry.is_err() {
             return;
         }
         let sx = source.w / target.w as f32;
@@ -258,7 +267,7 @@ impl Resampler {
         }));
         let span = 3 * first..3 * (last + 1);
         self.row.resize(span.len(), 0.0);
-        // `RgbFrame::new` checked that every row is inside `data`.
+        // Checked above: every row is inside `data`.
         let source_row = |y: usize| &frame.data[y * frame.stride..][span.clone()];
         for ty in 0..target.h {
             let fy = (source.y + (ty as f32 + 0.5) * sy - 0.5).clamp(0.0, max_y);
@@ -385,7 +394,7 @@ mod tests {
     #[test]
     fn every_pixel_is_the_bilinear_sample_and_padding_is_grey() {
         // 37x23 pixels with 5 spare bytes per row, into a 20x16 tensor:
-        // scale 20/37, 11 rows of picture between 2 and 3 rows of grey.
+        // scale 20/37, 12 rows of picture between 1 and 3 rows of grey.
         let (w, h, stride) = (37, 23, 37 * 3 + 5);
         let data: Vec<u8> = (0..stride * h).map(|i| (i * 7919 % 251) as u8).collect();
         let frame = RgbFrame::new(&data, w, h, stride).unwrap();
@@ -436,6 +445,66 @@ mod tests {
         assert_eq!(boxed, fresh);
         resampler.crop_resize(&frame, region, reused.view_mut(), [0.5; 3], [0.25; 3]);
         assert_eq!(reused, t);
+    }
+
+    #[test]
+    fn single_pixel_rows_and_columns_and_upscaling_follow_the_formula() {
+        // 1x5, 5x1 and 3x2 frames, each into a larger 7x9 crop (upscaling);
+        // the last frame's buffer ends right after its last pixel, short of
+        // a full stride.
+        for (w, h, stride) in [(1, 5, 3), (5, 1, 15), (3, 2, 12)] {
+            let data: Vec<u8> = (0..stride * (h - 1) + 3 * w)
+                .map(|i| (i * 37 % 256) as u8)
+                .collect();
+            let frame = RgbFrame::new(&data, w, h, stride).unwrap();
+            let whole = BBox {
+                x: 0.0,
+                y: 0.0,
+                w: w as f32,
+                h: h as f32,
+            };
+            let mut t = Array3::<f32>::from_elem((3, 9, 7), f32::NAN);
+            crop_resize_into(&frame, whole, t.view_mut(), [0.0; 3], [1.0; 3]);
+            for ((c, y, x), &v) in t.indexed_iter() {
+                let want = bilinear(&frame, whole, (7, 9), [c, y, x]) / 255.0;
+                assert!(
+                    (v - want).abs() < 1e-6,
+                    "{w}x{h} [{c}, {y}, {x}]: {v} != {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_that_does_not_hold_its_rows_is_left_out() {
+        // Built by hand past `RgbFrame::new`: 4x4 declared, one row held.
+        let data = [7u8; 12];
+        let frame = RgbFrame {
+            data: &data,
+            width: 4,
+            height: 4,
+            stride: 12,
+        };
+        let mut t = Array3::<f32>::zeros((3, 8, 8));
+        letterbox_into(&frame, t.view_mut());
+        assert!(t.iter().all(|&v| v == PAD_VALUE));
+    }
+
+    #[test]
+    fn pal_frames_are_letterboxed_without_negative_padding() {
+        // 720 x f32(416 / 720) rounds to just over 416.
+        for (w, h) in [(720, 576), (720, 480), (1440, 1080)] {
+            let lb = Letterbox::fit(w, h, 416, 416);
+            assert_eq!(lb.pad_x, 0.0, "{w}x{h}");
+            assert!(lb.pad_y > 0.0, "{w}x{h}");
+            let back = lb.to_source(BBox {
+                x: 0.0,
+                y: lb.pad_y,
+                w: 416.0,
+                h: 10.0,
+            });
+            assert!(back.x.abs() < 1e-3, "{w}x{h}: left edge maps to {}", back.x);
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use ndarray::Axis;
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::Tensor;
+use prost::Message;
 use vision::darknet::{
     ImportOptions, ImportedModel, generate_weights, import, import_with, layer_output_name,
 };
@@ -387,17 +388,33 @@ fn layer_diff(got: &[f32], want: &Map) -> LayerDiff {
 /// differs; prints the worst relative error.
 fn assert_every_layer_matches(label: &str, cfg_text: &str, seed: u64) {
     let weights = generate_weights(cfg_text, seed).unwrap_or_else(|e| panic!("{label}: {e}"));
+    assert_layers_match_with(label, cfg_text, &weights, seed);
+}
+
+/// [`assert_every_layer_matches`] with the given `.weights` bytes (`seed`
+/// picks the input pixels).
+fn assert_layers_match_with(label: &str, cfg_text: &str, weights: &[u8], seed: u64) {
     let options = ImportOptions {
         layer_outputs: true,
     };
-    let model =
-        import_with(cfg_text, &weights, &options).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let model = import_with(cfg_text, weights, &options).unwrap_or_else(|e| panic!("{label}: {e}"));
     let (w, h) = (
         model.spec.input_width as usize,
         model.spec.input_height as usize,
     );
     let image = random_image(3, h, w, seed);
-    let reference: Vec<LayerOutput> = darknet_reference::forward(cfg_text, &weights, &image);
+    let reference: Vec<LayerOutput> = darknet_reference::forward(cfg_text, weights, &image);
+    // The importer exposes exactly the heads and one output per layer the
+    // reference ran: a layer it skipped or added would show here.
+    let graph = vision::onnx::ModelProto::decode(model.onnx.as_slice())
+        .unwrap()
+        .graph
+        .unwrap();
+    assert_eq!(
+        graph.output.len(),
+        model.spec.heads.len() + reference.len(),
+        "{label}: heads plus one output per darknet layer"
+    );
     let names: Vec<String> = (0..reference.len()).map(layer_output_name).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let image_data = image.data.clone();
@@ -433,14 +450,9 @@ fn assert_every_layer_matches(label: &str, cfg_text: &str, seed: u64) {
             worst = (diff.rel, index);
         }
     }
-    assert_eq!(
-        outputs.len(),
-        reference.len(),
-        "{label}: one output per layer"
-    );
     // The model `import` makes (heads only, so ONNX Runtime may fuse more)
     // computes the same heads: the [yolo] / [region] layers, in order.
-    let plain = import(cfg_text, &weights).unwrap();
+    let plain = import(cfg_text, weights).unwrap();
     let heads: Vec<&str> = plain.spec.heads.iter().map(|h| h.output.as_str()).collect();
     let plain_outputs = run_outputs(&plain.onnx, [1, 3, h, w], image_data, &heads);
     let head_layers = reference
@@ -494,6 +506,22 @@ const UNUSUAL_CFG: &str = "[net]\nwidth=30\nheight=22\nchannels=3\n\
     [convolutional]\nbatch_normalize=1\nfilters=16\nsize=5\npad=1\nactivation=relu\n\
     [convolutional]\nfilters=16\nsize=1\nactivation=linear\n\
     [region]\nanchors=1,1,2,2\nnum=2\nclasses=3\ncoords=4\nsoftmax=1\n";
+
+#[test]
+fn batch_norm_epsilon_is_pinned_by_tiny_variances() {
+    // Generated variances lie in [0.5, 1.5], where the epsilon (1e-5) is
+    // invisible. Layer 0 of MIXED_CFG (batch norm, 8 filters) gets variances
+    // of 1e-5 instead: sqrt(var + eps) is then sqrt(2e-5), against sqrt(1e-5)
+    // without epsilon or 1.1e-4 under a wrong epsilon of 1e-4, differences of
+    // 30 % and more that the layer comparison cannot miss.
+    let mut weights = generate_weights(MIXED_CFG, 5).unwrap();
+    // 20-byte header, then biases, scales, rolling means, rolling variances.
+    let variances = 20 + 4 * 3 * 8..20 + 4 * 4 * 8;
+    for value in weights[variances].chunks_exact_mut(4) {
+        value.copy_from_slice(&1e-5f32.to_le_bytes());
+    }
+    assert_layers_match_with("MIXED_CFG, tiny variances", MIXED_CFG, &weights, 5);
+}
 
 #[test]
 fn unusual_options_match_darknet_layer_by_layer() {
