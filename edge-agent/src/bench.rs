@@ -4,12 +4,13 @@
 //! Three figures from the same run, on the same models and batch size:
 //! - **bare inference**: the detector model alone (`Session::run`) on
 //!   frames letterboxed beforehand, `batch` frames per call;
-//! - **bare models**: the same detector calls plus, per call, one embedder
-//!   call on as many crops as the end-to-end phase embedded per `batch`
+//! - **bare models**: the same detector calls plus, per call, the embedder
+//!   time for as many crops as the end-to-end phase embedded per `batch`
 //!   frames on average, cut and normalised beforehand (crops of the people
-//!   in the first frames, repeated as needed): the inference an analysed
-//!   frame cannot do without, so end to end against it is what the pipeline
-//!   around the models costs;
+//!   in the first frames, repeated as needed), in calls of at most
+//!   [`MAX_EMBED_BATCH`] crops with a fractional count interpolated: the
+//!   inference an analysed frame cannot do without, so end to end against
+//!   it is what the pipeline around the models costs;
 //! - **end to end**: everything the agent does to a frame except the
 //!   network: GStreamer decodes the file as fast as it can (to RGB, on its
 //!   own thread, as a camera source does), consecutive frames form batches
