@@ -3,7 +3,7 @@
 //! caller-owned `[3, H, W]` tensor view (no intermediate image: one blended
 //! source row at a time, in a [`Resampler`]'s reusable buffers).
 
-use ndarray::{ArrayViewMut3, s};
+use ndarray::{ArrayView1, ArrayViewMut3, Zip, s};
 
 use crate::bbox::BBox;
 
@@ -173,7 +173,6 @@ impl Resampler {
     ) -> Letterbox {
         let (_, dst_h, dst_w) = dst.dim();
         let lb = Letterbox::fit(frame.width, frame.height, dst_w, dst_h);
-        dst.fill(PAD_VALUE);
         let inner_w =
             ((frame.width as f32 * lb.scale).round() as usize).min(dst_w - lb.pad_x as usize);
         let inner_h =
@@ -194,7 +193,17 @@ impl Resampler {
             scale: [1.0 / 255.0; 3],
             offset: [0.0; 3],
         };
-        self.resample(frame, source, &mut dst, target, &map);
+        // Only the padding is filled: the inside is overwritten anyway.
+        let (x, y) = (target.x, target.y);
+        let (xs, ys) = (x..x + target.w, y..y + target.h);
+        dst.slice_mut(s![.., ..y, ..]).fill(PAD_VALUE);
+        dst.slice_mut(s![.., y + target.h.., ..]).fill(PAD_VALUE);
+        dst.slice_mut(s![.., ys.clone(), ..x]).fill(PAD_VALUE);
+        dst.slice_mut(s![.., ys.clone(), x + target.w..])
+            .fill(PAD_VALUE);
+        if !self.resample(frame, source, &mut dst, target, &map) {
+            dst.slice_mut(s![.., ys, xs]).fill(PAD_VALUE);
+        }
         lb
     }
 
@@ -208,11 +217,14 @@ impl Resampler {
         std: [f32; 3],
     ) {
         let (_, dst_h, dst_w) = dst.dim();
-        let Some(region) = region.clip(frame.width as f32, frame.height as f32) else {
+        let blank = |dst: &mut ArrayViewMut3<'_, f32>| {
             for c in 0..3 {
                 dst.index_axis_mut(ndarray::Axis(0), c)
                     .fill(-mean[c] / std[c]);
             }
+        };
+        let Some(region) = region.clip(frame.width as f32, frame.height as f32) else {
+            blank(&mut dst);
             return;
         };
         let target = Target {
@@ -225,10 +237,13 @@ impl Resampler {
             scale: std.map(|s| 1.0 / (255.0 * s)),
             offset: [0, 1, 2].map(|c| -mean[c] / std[c]),
         };
-        self.resample(frame, region, &mut dst, target, &map);
+        if !self.resample(frame, region, &mut dst, target, &map) {
+            blank(&mut dst);
+        }
     }
 
-    /// Resamples `source` (frame pixels) into `target` of `dst`.
+    /// Resamples `source` (frame pixels) into `target` of `dst`; false (and
+    /// `dst` untouched) for a frame that does not hold its rows.
     fn resample(
         &mut self,
         frame: &RgbFrame<'_>,
@@ -236,12 +251,14 @@ impl Resampler {
         dst: &mut ArrayViewMut3<'_, f32>,
         target: Target,
         map: &Affine,
-    ) {
+    ) -> bool {
         // `RgbFrame`'s fields are public: a frame built by hand may not hold
         // the rows it claims, and is then left out rather than read past.
-        let geometry = RgbFrame::new(frame.data, frame.width, frame.height, frame.stride);
-        if target.w == 0 || target.h == 0 || geometry.is_err() {
-            return;
+        if RgbFrame::new(frame.data, frame.width, frame.height, frame.stride).is_err() {
+            return false;
+        }
+        if target.w == 0 || target.h == 0 {
+            return true;
         }
         let sx = source.w / target.w as f32;
         let sy = source.h / target.h as f32;
@@ -279,17 +296,24 @@ impl Resampler {
             {
                 *blended = f32::from(top) * (1.0 - wy) + f32::from(bottom) * wy;
             }
-            for c in 0..3 {
-                let (scale, offset) = (map.scale[c], map.offset[c]);
-                let mut out = dst.slice_mut(s![c, target.y + ty, target.x..target.x + target.w]);
-                for (value, column) in out.iter_mut().zip(&self.columns) {
-                    let left = self.row[column.left + c];
-                    let right = self.row[column.right + c];
-                    let blended = left * (1.0 - column.weight) + right * column.weight;
-                    *value = blended * scale + offset;
-                }
-            }
+            let (y, x) = (target.y + ty, target.x..target.x + target.w);
+            let (red, green, blue) =
+                dst.multi_slice_mut((s![0, y, x.clone()], s![1, y, x.clone()], s![2, y, x]));
+            let row = &self.row;
+            Zip::from(red)
+                .and(green)
+                .and(blue)
+                .and(ArrayView1::from(&self.columns[..]))
+                .for_each(|red, green, blue, column| {
+                    let left = &row[column.left..column.left + 3];
+                    let right = &row[column.right..column.right + 3];
+                    let (wl, wr) = (1.0 - column.weight, column.weight);
+                    *red = (left[0] * wl + right[0] * wr) * map.scale[0] + map.offset[0];
+                    *green = (left[1] * wl + right[1] * wr) * map.scale[1] + map.offset[1];
+                    *blue = (left[2] * wl + right[2] * wr) * map.scale[2] + map.offset[2];
+                });
         }
+        true
     }
 }
 
@@ -485,9 +509,40 @@ mod tests {
             height: 4,
             stride: 12,
         };
-        let mut t = Array3::<f32>::zeros((3, 8, 8));
+        // Whatever the tensors held before is overwritten: grey for the
+        // detector, the normalised zero for the embedder.
+        let mut t = Array3::<f32>::from_elem((3, 8, 8), f32::NAN);
         letterbox_into(&frame, t.view_mut());
         assert!(t.iter().all(|&v| v == PAD_VALUE));
+        let whole = BBox {
+            x: 0.0,
+            y: 0.0,
+            w: 4.0,
+            h: 4.0,
+        };
+        let mut t = Array3::<f32>::from_elem((3, 4, 2), f32::NAN);
+        crop_resize_into(&frame, whole, t.view_mut(), [0.5; 3], [0.25; 3]);
+        assert!(t.iter().all(|&v| v == -2.0), "{t:?}");
+    }
+
+    #[test]
+    fn a_reused_tensor_keeps_nothing_of_the_previous_frame() {
+        // Only the padding is filled before resampling: a tall frame's
+        // picture must not show through a wide frame's padding, nor the
+        // other way round.
+        let tall: Vec<u8> = (0..6 * 20 * 3).map(|i| (i % 200) as u8).collect();
+        let tall = RgbFrame::new(&tall, 6, 20, 18).unwrap();
+        let wide: Vec<u8> = (0..20 * 6 * 3).map(|i| (i % 150 + 50) as u8).collect();
+        let wide = RgbFrame::new(&wide, 20, 6, 60).unwrap();
+        let mut resampler = Resampler::default();
+        let mut reused = Array3::<f32>::from_elem((3, 10, 10), f32::NAN);
+        for (frame, other) in [(&tall, &wide), (&wide, &tall), (&tall, &wide)] {
+            resampler.letterbox(other, reused.view_mut());
+            resampler.letterbox(frame, reused.view_mut());
+            let mut fresh = Array3::<f32>::zeros((3, 10, 10));
+            letterbox_into(frame, fresh.view_mut());
+            assert_eq!(reused, fresh, "{}x{}", frame.width, frame.height);
+        }
     }
 
     #[test]
