@@ -4,8 +4,10 @@
 //! Three figures from the same run, on the same models and batch size:
 //! - **bare inference**: the detector model alone (`Session::run`) on
 //!   frames letterboxed beforehand, `batch` frames per call;
-//! - **bare models**: the same detector calls plus, per call, the embedder
-//!   time for as many crops as the end-to-end phase embedded per `batch`
+//! - **bare models**: the detector and the embedder called in turn, as
+//!   analysing frames must call them (each model's weights evict the
+//!   other's from the caches), on the same letterboxed frames and on as many
+//!   crops per detector call as the end-to-end phase embedded per `batch`
 //!   frames on average, cut and normalised beforehand (crops of the people
 //!   in the first frames, repeated as needed), in calls of at most
 //!   [`MAX_EMBED_BATCH`] crops with a fractional count interpolated: the
@@ -87,17 +89,22 @@ pub struct BareReport {
     /// people per frame times `batch` (0 without an embedder; with 0 the
     /// embedder is not timed, as end to end had nobody to embed).
     pub embed_crops_per_call: f64,
-    /// Embedder calls timed (0 without an embedder or crops).
+    /// Embedder calls timed, each right after a detector call (0 without an
+    /// embedder or crops).
     pub embed_calls: u64,
+    /// Mean milliseconds of a detector call made right after an embedder
+    /// call, in the bare models phase (= `ms_per_call` without an embedder
+    /// or crops).
+    pub models_detector_ms_per_call: f64,
     /// Embedder milliseconds per detector call, on crops cut beforehand
     /// (cutting them is not counted, as letterboxing is not): calls of at
     /// most [`MAX_EMBED_BATCH`] crops, as end to end makes them, the last
     /// one's time interpolated between the whole numbers of crops around its
     /// fractional count.
     pub embed_ms_per_call: f64,
-    /// Frames per second of the detector and the embedder alone: `batch`
-    /// frames per `ms_per_call + embed_ms_per_call` (= `fps` without an
-    /// embedder).
+    /// Frames per second of the detector and the embedder alone, called in
+    /// turn: `batch` frames per `models_detector_ms_per_call +
+    /// embed_ms_per_call` (= `fps` without an embedder or crops).
     pub models_fps: f64,
 }
 
@@ -264,6 +271,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         letterbox_ms_per_frame,
         embed_crops_per_call: 0.0,
         embed_calls: 0,
+        models_detector_ms_per_call: bare_s * 1000.0 / calls as f64,
         embed_ms_per_call: 0.0,
         models_fps: 0.0,
     };
@@ -276,12 +284,14 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let end_to_end = end_to_end(options, batch, &mut detector, embedder.as_mut())?;
     let crops = end_to_end.persons_per_frame * batch as f64;
     if let Some(embedder) = embedder.as_mut().filter(|_| crops > 0.0) {
-        let (calls, ms) = bare_embedder(embedder, &mut detector, &rgbs, crops, options.bare_time)?;
+        let models = bare_models(embedder, &mut detector, &rgbs, crops, options.bare_time)?;
         bare.embed_crops_per_call = crops;
-        bare.embed_calls = calls;
-        bare.embed_ms_per_call = ms;
+        bare.embed_calls = models.embed_calls;
+        bare.models_detector_ms_per_call = models.detector_ms;
+        bare.embed_ms_per_call = models.embed_ms;
     }
-    bare.models_fps = batch as f64 * 1000.0 / (bare.ms_per_call + bare.embed_ms_per_call);
+    bare.models_fps =
+        batch as f64 * 1000.0 / (bare.models_detector_ms_per_call + bare.embed_ms_per_call);
     Ok(BenchReport {
         model: detector.model_id().to_string(),
         embedder: embedder
@@ -300,20 +310,31 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     })
 }
 
-/// Embedder milliseconds for `crops` crops (a mean, so fractional) per
-/// detector call, split as end to end splits them: whole calls of
-/// [`MAX_EMBED_BATCH`] and one remainder call, whose time is interpolated
-/// between the whole numbers of crops around it. Each call size is timed for
-/// an equal share of `time` on crops cut once beforehand from the people the
-/// detector finds in `frames` (repeated to make up the number; the whole
-/// first frame if it finds nobody). Returns (calls timed, milliseconds).
-fn bare_embedder(
+/// The bare models phase's figures.
+struct BareModels {
+    /// Embedder calls timed.
+    embed_calls: u64,
+    /// Mean milliseconds of a detector call made after an embedder call.
+    detector_ms: f64,
+    /// Embedder milliseconds per detector call.
+    embed_ms: f64,
+}
+
+/// Times the detector (on `frames`, letterboxed once) and the embedder in
+/// turn, for `crops` crops (a mean, so fractional) per detector call, split
+/// as end to end splits them: whole calls of [`MAX_EMBED_BATCH`] and one
+/// remainder call, whose time is interpolated between the whole numbers of
+/// crops around it. Each call size is timed for an equal share of `time`,
+/// every embedder call right after a detector call, on crops cut once
+/// beforehand from the people the detector finds in `frames` (repeated to
+/// make up the number; the whole first frame if it finds nobody).
+fn bare_models(
     embedder: &mut Embedder,
     detector: &mut Detector,
     frames: &[RgbFrame<'_>],
     crops: f64,
     time: Duration,
-) -> Result<(u64, f64), BenchError> {
+) -> Result<BareModels, BenchError> {
     let mut people: Vec<(&RgbFrame<'_>, BBox)> = detector
         .detect_batch(frames)?
         .into_iter()
@@ -343,7 +364,10 @@ fn bare_embedder(
     sizes.retain(|&n| n > 0);
     sizes.dedup();
     let share = time / sizes.len().max(1) as u32;
-    let mut total_calls = 0;
+    let detector_batch = frames.len();
+    let (mut total_calls, mut detector_s) = (0u64, 0.0);
+    // Milliseconds per embedder call of `n` crops, each call right after a
+    // detector call (timed on its own).
     let mut ms = |n: usize| -> Result<f64, BenchError> {
         if n == 0 {
             return Ok(0.0);
@@ -351,16 +375,22 @@ fn bare_embedder(
         let batch: Vec<(&RgbFrame<'_>, BBox)> = people.iter().copied().cycle().take(n).collect();
         embedder.prepare(&batch);
         for _ in 0..2 {
-            embedder.forward()?; // warm-up
+            detector.forward(detector_batch)?; // warm-up
+            embedder.forward()?;
         }
         let started = Instant::now();
-        let mut calls = 0u64;
+        let (mut calls, mut embed_s) = (0u64, 0.0);
         while calls < 5 || started.elapsed() < share {
+            let detecting = Instant::now();
+            detector.forward(detector_batch)?;
+            let embedding = Instant::now();
             embedder.forward()?;
+            detector_s += (embedding - detecting).as_secs_f64();
+            embed_s += embedding.elapsed().as_secs_f64();
             calls += 1;
         }
         total_calls += calls;
-        Ok(started.elapsed().as_secs_f64() * 1000.0 / calls as f64)
+        Ok(embed_s * 1000.0 / calls as f64)
     };
     let full_ms = if full_calls > 0.0 {
         full_calls * ms(MAX_EMBED_BATCH)?
@@ -370,7 +400,11 @@ fn bare_embedder(
     let below_ms = ms(below)?;
     let above_ms = if above == below { below_ms } else { ms(above)? };
     let rest_ms = below_ms + (above_ms - below_ms) * fraction;
-    Ok((total_calls, full_ms + rest_ms))
+    Ok(BareModels {
+        embed_calls: total_calls,
+        detector_ms: detector_s * 1000.0 / total_calls.max(1) as f64,
+        embed_ms: full_ms + rest_ms,
+    })
 }
 
 /// A mean number of crops per detector call as end to end embeds them.
