@@ -81,7 +81,8 @@ struct BenchArgs {
     /// Stop the end-to-end phase after this many frames.
     #[arg(long)]
     frames: Option<u64>,
-    /// Seconds of each bare phase (detector; embedder).
+    /// Seconds of each bare phase (the detector alone; the detector and the
+    /// embedder in turn).
     #[arg(long, default_value_t = 5.0)]
     bare_seconds: f64,
     /// Leave the embedder out (end to end and bare models).

@@ -107,7 +107,9 @@ impl Letterbox {
 pub const PAD_VALUE: f32 = 0.5;
 
 /// Letterboxes `frame` into `dst` (`[3, H, W]`, RGB in [0, 1], padding
-/// [`PAD_VALUE`]) and returns the geometry for mapping boxes back. Allocates
+/// [`PAD_VALUE`]) and returns the geometry for mapping boxes back. A frame
+/// that does not hold the rows it declares (built by hand past
+/// [`RgbFrame::new`]) is not read: `dst` is all padding. Allocates
 /// its working rows each call: a [`Resampler`] reuses them.
 pub fn letterbox_into(frame: &RgbFrame<'_>, dst: ArrayViewMut3<'_, f32>) -> Letterbox {
     Resampler::default().letterbox(frame, dst)
@@ -115,7 +117,8 @@ pub fn letterbox_into(frame: &RgbFrame<'_>, dst: ArrayViewMut3<'_, f32>) -> Lett
 
 /// Resizes the `region` of `frame` to fill `dst` (`[3, H, W]`), normalising
 /// each channel as `(v / 255 - mean) / std` (ImageNet-style). The region is
-/// clipped to the frame; an empty region leaves `dst` at the normalised zero.
+/// clipped to the frame; an empty region, or a frame that does not hold the
+/// rows it declares, fills `dst` with the normalised zero.
 /// Allocates its working rows each call: a [`Resampler`] reuses them.
 pub fn crop_resize_into(
     frame: &RgbFrame<'_>,
@@ -501,12 +504,13 @@ mod tests {
 
     #[test]
     fn a_frame_that_does_not_hold_its_rows_is_left_out() {
-        // Built by hand past `RgbFrame::new`: 4x4 declared, one row held.
+        // Built by hand past `RgbFrame::new`: 4x2 declared (so the letterbox
+        // has padding too), one row held.
         let data = [7u8; 12];
         let frame = RgbFrame {
             data: &data,
             width: 4,
-            height: 4,
+            height: 2,
             stride: 12,
         };
         // Whatever the tensors held before is overwritten: grey for the
@@ -518,7 +522,7 @@ mod tests {
             x: 0.0,
             y: 0.0,
             w: 4.0,
-            h: 4.0,
+            h: 2.0,
         };
         let mut t = Array3::<f32>::from_elem((3, 4, 2), f32::NAN);
         crop_resize_into(&frame, whole, t.view_mut(), [0.5; 3], [0.25; 3]);
