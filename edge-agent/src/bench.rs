@@ -5,10 +5,10 @@
 //! - **bare inference**: the detector model alone (`Session::run`) on
 //!   frames letterboxed beforehand, `batch` frames per call;
 //! - **bare models**: the detector and the embedder called in turn, as
-//!   analysing frames must call them (each model's weights evict the
-//!   other's from the caches), on the same letterboxed frames and on as many
-//!   crops per detector call as the end-to-end phase embedded per `batch`
-//!   frames on average, cut and normalised beforehand (crops of the people
+//!   analysing frames must call them (each model's working set can push
+//!   the other's out of the caches), on the same letterboxed frames and on
+//!   as many crops per detector call as the end-to-end phase embedded per
+//!   `batch` frames on average, cut and normalised beforehand (crops of the people
 //!   in the first frames, repeated as needed), in calls of at most
 //!   [`MAX_EMBED_BATCH`] crops with a fractional count interpolated: the
 //!   inference an analysed frame cannot do without, so end to end against
