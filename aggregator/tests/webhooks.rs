@@ -213,6 +213,31 @@ async fn produce_alerts(producer: &FutureProducer, alerts: &[Alert]) {
 }
 
 /// Polls `ready` every 20 ms; panics with `what` after `timeout`.
+/// Rows in the finished Parquet files under `dir`, recursively (0 before
+/// any is written; files being written have another name until renamed).
+fn parquet_rows(dir: &std::path::Path) -> i64 {
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                parquet_rows(&path)
+            } else if path.extension().is_some_and(|ext| ext == "parquet") {
+                std::fs::File::open(&path)
+                    .ok()
+                    .and_then(|file| SerializedFileReader::new(file).ok())
+                    .map_or(0, |reader| reader.metadata().file_metadata().num_rows())
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
 async fn wait_until(what: &str, timeout: Duration, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ready() {
@@ -344,7 +369,15 @@ async fn the_aggregator_delivers_selected_alerts_in_order_signed() {
     })
     .await;
     let delivered_after_s = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The tables have their own consumer group, which may start later than
+    // the webhooks' on a loaded machine: stop once it has written them all.
+    let alerts_table = dir.path().join("tables").join("alerts");
+    wait_until(
+        "the alerts table holds all 7 alert events",
+        Duration::from_secs(30),
+        || parquet_rows(&alerts_table) >= 7,
+    )
+    .await;
     stop.send(()).unwrap();
     let stats = service.await.unwrap().unwrap();
 
