@@ -212,7 +212,6 @@ async fn produce_alerts(producer: &FutureProducer, alerts: &[Alert]) {
     produce(producer, alerts.iter().map(wire::encode)).await;
 }
 
-/// Polls `ready` every 20 ms; panics with `what` after `timeout`.
 /// Rows in the finished Parquet files under `dir`, recursively (0 before
 /// any is written; files being written have another name until renamed).
 fn parquet_rows(dir: &std::path::Path) -> i64 {
@@ -238,6 +237,7 @@ fn parquet_rows(dir: &std::path::Path) -> i64 {
         .sum()
 }
 
+/// Polls `ready` every 20 ms; panics with `what` after `timeout`.
 async fn wait_until(what: &str, timeout: Duration, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ready() {

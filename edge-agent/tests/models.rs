@@ -507,10 +507,6 @@ fn the_bench_analyses_every_frame_and_prices_the_embedder_per_person() {
             2000.0 / (bare.models_detector_ms_per_call + bare.embed_ms_per_call)
         ) < 1e-9
     );
-    assert!(
-        bare.models_fps < 2000.0 / bare.models_detector_ms_per_call,
-        "the embedder costs time"
-    );
     assert!(off_by(report.e2e_to_models, e2e.fps / bare.models_fps) < 1e-9);
     assert!(off_by(report.e2e_to_bare, e2e.fps / bare.fps) < 1e-9);
     assert_eq!(e2e.raw_bytes_per_frame, 768 * 576 * 3);
