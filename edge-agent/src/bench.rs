@@ -16,23 +16,27 @@
 //! - **end to end**: everything the agent does to a frame except the
 //!   network: GStreamer decodes the file as fast as it can (to RGB, on its
 //!   own thread, as a camera source does), consecutive frames form batches
-//!   of `batch` (standing in for that many cameras), then letterbox, detect,
-//!   NMS, embed the crops, quantise, encode the protobuf `FrameDetections`
-//!   and append it to a spool in a temporary directory (acknowledged at
-//!   once, as if Kafka confirmed it instantly).
+//!   of `batch` (standing in for that many cameras), letterboxed as the
+//!   agent does (one batch ahead on a preparation thread where the models'
+//!   threads leave a core free, else in turn: see
+//!   [`Preparation`](crate::pipeline::Preparation)), then detect, NMS, embed
+//!   the crops, quantise, encode the protobuf `FrameDetections` and append
+//!   it to a spool in a temporary directory (acknowledged at once, as if
+//!   Kafka confirmed it instantly): the agent's own
+//!   [`pipeline`](crate::pipeline).
 //!
 //! Also: the mean encoded `FrameDetections` size against the raw RGB frame,
 //! people per frame, and the process's resident memory (`VmRSS`) before the
 //! models are loaded and at the end (with `duration`, the video loops, for
 //! leak hunting). The report is one JSON object per line.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use schemas::v1::FrameDetections;
 use schemas::{topics, wire};
 use serde::Serialize;
 use spool::{FsyncPolicy, Record, Spool, SpoolConfig};
@@ -43,6 +47,7 @@ use vision::roi::RegionFilter;
 use crate::inference::{
     self, DetectionParams, Detector, Embedder, InferenceError, MAX_EMBED_BATCH,
 };
+use crate::pipeline::{self, Input, Output, Preparation};
 use crate::queue::{Frame, Pixels};
 
 /// What to benchmark.
@@ -119,7 +124,13 @@ pub struct EndToEndReport {
     pub seconds: f64,
     /// Frames per second.
     pub fps: f64,
-    /// Share of the time in detector calls (letterbox, model, decoding, NMS).
+    /// Whether batches were letterboxed on a preparation thread, one ahead
+    /// of the models (`--threads` below the core count), rather than in turn.
+    pub prepared_ahead: bool,
+    /// Share of the time spent letterboxing (beside the models when
+    /// prepared ahead, else part of the time in turn).
+    pub letterbox_share: f64,
+    /// Share of the time in detector calls (model, decoding, NMS).
     pub detector_share: f64,
     /// Share of the time in embedder calls.
     pub embedder_share: f64,
@@ -182,6 +193,9 @@ pub enum BenchError {
     /// The temporary spool failed.
     #[error("spool: {0}")]
     Spool(#[from] spool::SpoolError),
+    /// The preparation thread could not be started.
+    #[error("cannot start thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 /// Resident memory of this process, KiB (0 where `/proc` is missing).
@@ -449,7 +463,7 @@ fn end_to_end(
     options: &BenchOptions,
     batch: usize,
     detector: &mut Detector,
-    mut embedder: Option<&mut Embedder>,
+    embedder: Option<&mut Embedder>,
 ) -> Result<EndToEndReport, BenchError> {
     let dir = std::env::temp_dir().join(format!("argus-bench-spool-{}", std::process::id()));
     let _cleanup = RemoveDirOnDrop(dir.clone());
@@ -463,61 +477,76 @@ fn end_to_end(
         },
     )?;
     let cameras: Vec<String> = (0..batch).map(|i| format!("bench-{i}")).collect();
-    let filter = RegionFilter::default();
     let model_id = detector.model_id().to_string();
     let embedder_id = embedder
         .as_ref()
         .map(|e| e.embedder_id().to_string())
         .unwrap_or_default();
     let (mut frames, mut failed, mut persons, mut wire_bytes, mut raw_bytes) = (0u64, 0, 0, 0, 0);
-    let (mut detect_s, mut embed_s) = (0.0, 0.0);
+    let (mut letterbox_s, mut detect_s, mut embed_s) = (0.0, 0.0, 0.0);
     let limit = options.max_frames.unwrap_or(u64::MAX);
     let started = Instant::now();
     let mut video = Video::open(&options.video)?;
-    let mut pending: Vec<Frame> = Vec::with_capacity(batch);
     let mut seq = 0u64;
+    let mut ended = false;
     let mut rss_first_pass_kib = None;
-    loop {
-        let done = frames + pending.len() as u64 >= limit
-            || options.duration.is_some_and(|d| started.elapsed() >= d);
-        let next = if done {
-            None
-        } else {
-            match video.next_frame(pending.len())? {
-                Some(frame) => Some(frame),
-                None if options.duration.is_some() && seq > 0 => {
-                    rss_first_pass_kib.get_or_insert_with(rss_kib);
-                    video = Video::open(&options.video)?;
-                    continue;
-                }
-                None => None,
+    let preparation = Preparation::for_threads(&[options.intra_threads]);
+    // The source (on the preparation thread when there is one): the next
+    // `batch` frames of the video (looping it with `duration`), a decoding
+    // error as a marker, or `None` once the frames, the time or the video
+    // ran out.
+    let next = || {
+        if ended {
+            return None;
+        }
+        let mut pending = Vec::with_capacity(batch);
+        while pending.len() < batch {
+            if seq >= limit || options.duration.is_some_and(|d| started.elapsed() >= d) {
+                ended = true;
+                break;
             }
+            match video.next_frame(pending.len()) {
+                Ok(Some(mut frame)) => {
+                    frame.seq = seq;
+                    seq += 1;
+                    pending.push(frame);
+                }
+                Ok(None) if options.duration.is_some() && seq > 0 => {
+                    rss_first_pass_kib.get_or_insert_with(rss_kib);
+                    match Video::open(&options.video) {
+                        Ok(again) => video = again,
+                        Err(error) => {
+                            ended = true;
+                            return Some(Input::Marker(error));
+                        }
+                    }
+                }
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(error) => {
+                    ended = true;
+                    return Some(Input::Marker(error));
+                }
+            }
+        }
+        (!pending.is_empty()).then_some(Input::Frames(pending))
+    };
+    let mut error = None;
+    let sink = |output: Output<BenchError>| {
+        let (pending, analysed) = match output {
+            Output::Marker(e) => {
+                error = Some(e);
+                return ControlFlow::Break(());
+            }
+            Output::Analysed { frames, analysis } => (frames, analysis),
         };
-        let last = next.is_none();
-        if let Some(mut frame) = next {
-            frame.seq = seq;
-            seq += 1;
-            pending.push(frame);
-        }
-        if pending.len() < batch && !last {
-            continue;
-        }
-        if pending.is_empty() {
-            break;
-        }
-        let items: Vec<(&Frame, &RegionFilter)> = pending.iter().map(|f| (f, &filter)).collect();
-        let analysed = crate::analyse_batch(&items, detector, embedder.as_deref_mut());
-        detect_s += analysed
-            .timings
-            .detect
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        embed_s += analysed
-            .timings
-            .embed
-            .iter()
-            .map(|(d, _)| d.as_secs_f64())
-            .sum::<f64>();
+        let t = &analysed.timings;
+        let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        letterbox_s += seconds(t.letterbox);
+        detect_s += seconds(t.detect);
+        embed_s += t.embed.iter().map(|(d, _)| d.as_secs_f64()).sum::<f64>();
         let mut last_seq = 0;
         for (frame, analysis) in pending.iter().zip(analysed.frames) {
             let Ok(analysis) = analysis else {
@@ -525,18 +554,13 @@ fn end_to_end(
                 continue;
             };
             persons += analysis.detections.len() as u64;
-            let message = FrameDetections {
-                schema_version: schemas::SCHEMA_VERSION,
-                camera_id: cameras[frame.camera].clone(),
-                frame_seq: frame.seq,
-                capture_ts_us: frame.capture_ts_us,
-                frame_width: frame.width as u32,
-                frame_height: frame.height as u32,
-                model_id: model_id.clone(),
-                embedder_id: embedder_id.clone(),
-                detections: analysis.detections,
-                end_of_stream: false,
-            };
+            let message = crate::frame_message(
+                &cameras[frame.camera],
+                frame,
+                &model_id,
+                &embedder_id,
+                analysis.detections,
+            );
             let payload = wire::encode(&message);
             wire_bytes += payload.len() as u64;
             raw_bytes += (frame.width * frame.height * 3) as u64;
@@ -546,16 +570,27 @@ fn end_to_end(
                 payload,
                 frame.capture_ts_us / 1000,
             );
-            last_seq = spool.append(&record)?;
+            match spool.append(&record) {
+                Ok(seq) => last_seq = seq,
+                Err(e) => {
+                    error = Some(e.into());
+                    return ControlFlow::Break(());
+                }
+            }
             frames += 1;
         }
-        if last_seq > 0 {
-            spool.ack(last_seq)?;
+        if last_seq > 0
+            && let Err(e) = spool.ack(last_seq)
+        {
+            error = Some(e.into());
+            return ControlFlow::Break(());
         }
-        pending.clear();
-        if last {
-            break;
-        }
+        ControlFlow::Continue(())
+    };
+    // No masks: every camera gets the empty filter.
+    pipeline::run(next, &[], detector, embedder, preparation, batch, sink)?;
+    if let Some(error) = error {
+        return Err(error);
     }
     let seconds = started.elapsed().as_secs_f64();
     let per_frame = |total: u64| total as f64 / frames.max(1) as f64;
@@ -564,6 +599,8 @@ fn end_to_end(
         frames,
         seconds,
         fps: frames as f64 / seconds,
+        prepared_ahead: preparation == Preparation::Ahead,
+        letterbox_share: letterbox_s / seconds,
         detector_share: detect_s / seconds,
         embedder_share: embed_s / seconds,
         persons_per_frame: per_frame(persons),

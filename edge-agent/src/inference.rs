@@ -16,7 +16,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 use vision::bbox::BBox;
-use vision::letterbox::{Letterbox, Resampler, RgbFrame};
+use vision::letterbox::{Letterbox, PAD_VALUE, Resampler, RgbFrame};
 use vision::nms::nms;
 use vision::yolo::{Candidate, DecodeParams, DetectorSpec, METADATA_KEY, decode_head};
 
@@ -101,17 +101,76 @@ pub struct DetectionParams {
     pub classes: Vec<u32>,
 }
 
+/// A detector batch letterboxed ahead of its model call, on any thread:
+/// the `[N, 3, H, W]` input tensor (it grows to the largest batch seen,
+/// then stays) and each item's letterbox and frame size. Made by
+/// [`Detector::new_input`], filled by [`letterbox`](Self::letterbox), run by
+/// [`Detector::detect_prepared`]; two of them let one batch be letterboxed
+/// while the model runs on the other.
+#[derive(Debug, Clone)]
+pub struct DetectorInput {
+    /// `[capacity, 3, H, W]`; a batch of N uses the first N items.
+    tensor: Array4<f32>,
+    /// Per item of the batch letterboxed last: its geometry and its frame's
+    /// width and height.
+    items: Vec<(Letterbox, f32, f32)>,
+    /// Letterboxing's reusable rows.
+    resampler: Resampler,
+}
+
+impl DetectorInput {
+    /// Room for `frames` items of `height x width`, filled with grey.
+    fn new(frames: usize, height: usize, width: usize) -> Self {
+        DetectorInput {
+            tensor: Array4::from_elem((frames, 3, height, width), PAD_VALUE),
+            items: Vec::with_capacity(frames),
+            resampler: Resampler::default(),
+        }
+    }
+
+    /// Makes room for batches of `frames` frames now rather than at the
+    /// first such batch.
+    pub fn reserve(&mut self, frames: usize) {
+        if self.tensor.len_of(Axis(0)) < frames {
+            let (_, c, h, w) = self.tensor.dim();
+            self.tensor = Array4::from_elem((frames, c, h, w), PAD_VALUE);
+        }
+        self.items.reserve(frames.saturating_sub(self.items.len()));
+    }
+
+    /// Letterboxes `frames` into the first `frames.len()` items, replacing
+    /// the batch letterboxed before.
+    pub fn letterbox(&mut self, frames: &[RgbFrame<'_>]) {
+        self.reserve(frames.len());
+        self.items.clear();
+        for (i, frame) in frames.iter().enumerate() {
+            let geometry = self
+                .resampler
+                .letterbox(frame, self.tensor.index_axis_mut(Axis(0), i));
+            self.items
+                .push((geometry, frame.width as f32, frame.height as f32));
+        }
+    }
+
+    /// Frames in the batch letterboxed last.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch letterboxed last had no frame.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
 /// A YOLO detector imported by `edge-agent model import-darknet`.
 pub struct Detector {
     session: Session,
     spec: DetectorSpec,
     params: DetectionParams,
-    /// `[capacity, 3, H, W]`; a batch of N uses the first N items.
-    input: Array4<f32>,
-    /// The letterbox of each item of the last batch.
-    geometry: Vec<Letterbox>,
-    /// Letterboxing's reusable rows.
-    resampler: Resampler,
+    /// The input of [`detect`](Self::detect), [`detect_batch`](Self::detect_batch)
+    /// and [`forward`](Self::forward).
+    input: DetectorInput,
     model_id: String,
 }
 
@@ -162,17 +221,12 @@ impl Detector {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let model_id = format!("{stem}@{}x{}", spec.input_width, spec.input_height);
-        let input = Array4::from_elem(
-            (1, 3, spec.input_height as usize, spec.input_width as usize),
-            0.5,
-        );
+        let input = DetectorInput::new(1, spec.input_height as usize, spec.input_width as usize);
         Ok(Detector {
             session,
             spec,
             params,
             input,
-            geometry: Vec::new(),
-            resampler: Resampler::default(),
             model_id,
         })
     }
@@ -180,11 +234,14 @@ impl Detector {
     /// Makes room for batches of `frames` frames now rather than at the
     /// first such batch.
     pub fn reserve(&mut self, frames: usize) {
-        if self.input.len_of(Axis(0)) < frames {
-            let (_, c, h, w) = self.input.dim();
-            self.input = Array4::from_elem((frames, c, h, w), 0.5);
-        }
-        self.geometry.reserve(frames);
+        self.input.reserve(frames);
+    }
+
+    /// A new input for [`detect_prepared`](Self::detect_prepared), with room
+    /// for batches of `frames` frames.
+    pub fn new_input(&self, frames: usize) -> DetectorInput {
+        let (width, height) = self.input_size();
+        DetectorInput::new(frames, height, width)
     }
 
     /// The network's input size, `(width, height)`.
@@ -195,17 +252,10 @@ impl Detector {
         )
     }
 
-    /// Letterboxes `frames` into the first `frames.len()` items of the input
-    /// tensor (for [`forward`](Self::forward)).
+    /// Letterboxes `frames` into the first `frames.len()` items of the
+    /// detector's own input tensor (for [`forward`](Self::forward)).
     pub fn letterbox(&mut self, frames: &[RgbFrame<'_>]) {
-        self.reserve(frames.len());
-        self.geometry.clear();
-        for (i, frame) in frames.iter().enumerate() {
-            let geometry = self
-                .resampler
-                .letterbox(frame, self.input.index_axis_mut(Axis(0), i));
-            self.geometry.push(geometry);
-        }
+        self.input.letterbox(frames);
     }
 
     /// Runs the model alone on the first `batch` letterboxed items, as
@@ -213,7 +263,7 @@ impl Detector {
     /// the bare inference cost, for benchmarks.
     pub fn forward(&mut self, batch: usize) -> Result<(), InferenceError> {
         self.reserve(batch);
-        let input = self.input.slice(ndarray::s![..batch, .., .., ..]);
+        let input = self.input.tensor.slice(ndarray::s![..batch, .., .., ..]);
         let tensor = TensorRef::from_array_view(input).map_err(ort_err)?;
         self.session
             .run(ort::inputs!["images" => tensor])
@@ -241,59 +291,91 @@ impl Detector {
         &mut self,
         frames: &[RgbFrame<'_>],
     ) -> Result<Vec<Vec<Candidate>>, InferenceError> {
-        let n = frames.len();
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        self.letterbox(frames);
-        let input = self.input.slice(ndarray::s![..n, .., .., ..]);
-        let tensor = TensorRef::from_array_view(input).map_err(ort_err)?;
-        let outputs = self
-            .session
-            .run(ort::inputs!["images" => tensor])
-            .map_err(ort_err)?;
-        let params = DecodeParams {
-            score_threshold: self.params.score_threshold,
-            classes: Some(&self.params.classes),
-        };
-        let mut candidates = vec![Vec::new(); n];
-        for head in &self.spec.heads {
-            let Some(value) = outputs.get(&head.output) else {
-                return Err(InferenceError::Ort(format!(
-                    "output {} missing",
-                    head.output
-                )));
-            };
-            let array = value.try_extract_array::<f32>().map_err(ort_err)?;
-            let array = array.into_dimensionality::<Ix4>().map_err(ort_err)?;
-            if array.len_of(Axis(0)) != n {
-                return Err(InferenceError::Ort(format!(
-                    "output {} has {} batch items for {n} frames: the model does not take batches",
-                    head.output,
-                    array.len_of(Axis(0))
-                )));
-            }
-            for (item, out) in array.outer_iter().zip(candidates.iter_mut()) {
-                decode_head(&self.spec, head, item, params, out).map_err(ort_err)?;
-            }
-        }
-        Ok(candidates
-            .into_iter()
-            .zip(frames.iter().zip(&self.geometry))
-            .map(|(found, (frame, geometry))| {
-                let (w, h) = (frame.width as f32, frame.height as f32);
-                nms(found, self.params.nms_iou_threshold)
-                    .into_iter()
-                    .filter_map(|c| {
-                        Some(Candidate {
-                            bbox: geometry.to_source(c.bbox).clip(w, h)?,
-                            ..c
-                        })
-                    })
-                    .collect()
-            })
-            .collect())
+        self.input.letterbox(frames);
+        self.detect_letterboxed()
     }
+
+    /// [`detect_batch`](Self::detect_batch) on the frames
+    /// [`letterbox`](Self::letterbox) was given last.
+    pub fn detect_letterboxed(&mut self) -> Result<Vec<Vec<Candidate>>, InferenceError> {
+        detect(&mut self.session, &self.spec, &self.params, &self.input)
+    }
+
+    /// [`detect_batch`](Self::detect_batch) on a batch letterboxed
+    /// beforehand into `input` (by [`DetectorInput::letterbox`], on any
+    /// thread): one list of candidates per frame it holds, in order.
+    pub fn detect_prepared(
+        &mut self,
+        input: &DetectorInput,
+    ) -> Result<Vec<Vec<Candidate>>, InferenceError> {
+        let (width, height) = self.input_size();
+        let (_, _, h, w) = input.tensor.dim();
+        if (w, h) != (width, height) {
+            return Err(InferenceError::Ort(format!(
+                "input of {w}x{h} for a {width}x{height} detector"
+            )));
+        }
+        detect(&mut self.session, &self.spec, &self.params, input)
+    }
+}
+
+/// One model call on the batch in `input`, decoded, NMS'd and mapped back
+/// to frame pixels.
+fn detect(
+    session: &mut Session,
+    spec: &DetectorSpec,
+    params: &DetectionParams,
+    input: &DetectorInput,
+) -> Result<Vec<Vec<Candidate>>, InferenceError> {
+    let n = input.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let batch = input.tensor.slice(ndarray::s![..n, .., .., ..]);
+    let tensor = TensorRef::from_array_view(batch).map_err(ort_err)?;
+    let outputs = session
+        .run(ort::inputs!["images" => tensor])
+        .map_err(ort_err)?;
+    let decode = DecodeParams {
+        score_threshold: params.score_threshold,
+        classes: Some(&params.classes),
+    };
+    let mut candidates = vec![Vec::new(); n];
+    for head in &spec.heads {
+        let Some(value) = outputs.get(&head.output) else {
+            return Err(InferenceError::Ort(format!(
+                "output {} missing",
+                head.output
+            )));
+        };
+        let array = value.try_extract_array::<f32>().map_err(ort_err)?;
+        let array = array.into_dimensionality::<Ix4>().map_err(ort_err)?;
+        if array.len_of(Axis(0)) != n {
+            return Err(InferenceError::Ort(format!(
+                "output {} has {} batch items for {n} frames: the model does not take batches",
+                head.output,
+                array.len_of(Axis(0))
+            )));
+        }
+        for (item, out) in array.outer_iter().zip(candidates.iter_mut()) {
+            decode_head(spec, head, item, decode, out).map_err(ort_err)?;
+        }
+    }
+    Ok(candidates
+        .into_iter()
+        .zip(&input.items)
+        .map(|(found, &(geometry, w, h))| {
+            nms(found, params.nms_iou_threshold)
+                .into_iter()
+                .filter_map(|c| {
+                    Some(Candidate {
+                        bbox: geometry.to_source(c.bbox).clip(w, h)?,
+                        ..c
+                    })
+                })
+                .collect()
+        })
+        .collect())
 }
 
 /// ImageNet normalisation the embedder was trained with.

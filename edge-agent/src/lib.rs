@@ -12,6 +12,9 @@
 //!   across cameras) and appearance embedder (batched crops, L2-normalised).
 //! - [`analyse_batch`] (here): a batch's detections, masked by each camera's
 //!   ROI and exclusion polygons before the survivors are embedded together.
+//! - [`pipeline`]: the inference stage, letterboxing the next batch on a
+//!   thread of its own while the models run on this one where their
+//!   threads leave a core free, else in turn (agent and `bench`).
 //! - [`publish`]: protobuf encoding of detections and health reports into
 //!   the durable spool.
 //! - [`egress`]: the spool → Kafka sender: in-order delivery, retries from
@@ -21,8 +24,9 @@
 //!   commands.
 //! - [`bench`]: the `bench` command (inference and end-to-end throughput).
 //!
-//! Data flow: camera threads → [`queue::FrameQueue`] → one inference thread
-//! (batches of up to `detector.max_batch` frames of different cameras) →
+//! Data flow: camera threads → [`queue::FrameQueue`] → batches of up to
+//! `detector.max_batch` frames of different cameras, letterboxed (one batch
+//! ahead on a preparation thread, or in turn) → one inference thread →
 //! bounded channel (blocks: detections are never shed) → publisher task →
 //! on-disk spool (bounded: drops its oldest records when full) → sender →
 //! Kafka. Shutdown stops the sources, drains queued frames, then sends what
@@ -37,12 +41,14 @@ pub mod egress;
 pub mod inference;
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod publish;
 pub mod queue;
 pub mod source;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -61,6 +67,7 @@ use crate::config::EdgeConfig;
 use crate::egress::EgressSummary;
 use crate::inference::{DetectionParams, Detector, Embedder, InferenceError, MAX_EMBED_BATCH};
 use crate::metrics::{BatchTimings, InferenceMetrics};
+use crate::pipeline::{Input, Output, Preparation};
 use crate::publish::{Outgoing, PublishError, PublishSettings, Publisher};
 use crate::queue::{FrameQueue, NextBatch};
 use crate::source::CameraStats;
@@ -159,6 +166,11 @@ pub async fn run_with(
     )?;
     let policy = config.detector.batch_policy();
     detector.reserve(policy.max_batch);
+    let mut threads = vec![config.detector.intra_threads];
+    if config.embedder.enabled {
+        threads.push(config.embedder.intra_threads);
+    }
+    let preparation = Preparation::for_threads(&threads);
     let embedder = if config.embedder.enabled {
         let e = &config.embedder;
         Some(Embedder::load(
@@ -177,6 +189,7 @@ pub async fn run_with(
         cameras = config.cameras.len(),
         max_batch = policy.max_batch,
         batch_timeout_ms = policy.timeout.as_millis() as u64,
+        prepare_ahead = preparation == Preparation::Ahead,
         "Edge agent starting"
     );
     for (camera, filter) in config.cameras.iter().zip(&filters) {
@@ -250,6 +263,7 @@ pub async fn run_with(
                     metrics: &inference_metrics,
                     crops: crops.as_ref(),
                     out: &tx,
+                    preparation,
                 };
                 worker.run(&queue, &policy, models)
             })?
@@ -257,15 +271,17 @@ pub async fn run_with(
     drop(out_tx);
 
     let publisher = tokio::spawn(publisher.run(out_rx, Arc::clone(&cameras), Arc::clone(&stats)));
-    let worker_done = tokio::task::spawn_blocking(move || worker.join().unwrap_or_default());
+    // A panicked inference thread counts nobody (the panic is logged).
+    let worker_done =
+        tokio::task::spawn_blocking(move || worker.join().unwrap_or_else(|_| Ok(Vec::new())));
     tokio::pin!(worker_done);
     let persons = tokio::select! {
-        done = &mut worker_done => done.unwrap_or_default(),
+        done = &mut worker_done => done.unwrap_or_else(|_| Ok(Vec::new())),
         () = shutdown => {
             tracing::info!("Stopping sources and draining queued frames");
             stop.store(true, Ordering::Relaxed);
             queue.stop();
-            worker_done.await.unwrap_or_default()
+            worker_done.await.unwrap_or_else(|_| Ok(Vec::new()))
         }
     };
     stop.store(true, Ordering::Relaxed);
@@ -277,6 +293,9 @@ pub async fn run_with(
         tracing::error!(%error, "Publisher task failed; unsent messages stay in the spool");
         EgressSummary::default()
     });
+    // The preparation thread could not start: everything is stopped and
+    // the spool flushed, so the error is the only thing left to report.
+    let persons = persons?;
     let summary: Vec<CameraSummary> = cameras
         .iter()
         .zip(stats.iter())
@@ -325,12 +344,21 @@ struct Worker<'a> {
     out: &'a mpsc::Sender<Outgoing>,
     /// JPEG crops to attach; `None` when `[crops]` is off.
     crops: Option<&'a config::CropsConfig>,
+    /// Where batches are letterboxed.
+    preparation: Preparation,
 }
 
 impl Worker<'_> {
-    /// Analyses batches until the queue closes. Returns the number of person
-    /// boxes published per camera.
-    fn run(&self, queue: &FrameQueue, policy: &BatchPolicy, mut models: Models) -> Vec<u64> {
+    /// Analyses batches until the queue closes, letterboxing each batch on
+    /// a preparation thread while the batch before is in the models, or in
+    /// turn (see [`pipeline`]). Returns the number of person boxes published
+    /// per camera; fails only when the preparation thread cannot be started.
+    fn run(
+        &self,
+        queue: &FrameQueue,
+        policy: &BatchPolicy,
+        mut models: Models,
+    ) -> std::io::Result<Vec<u64>> {
         let mut persons = vec![0u64; self.cameras.len()];
         let model_id = models.detector.model_id().to_string();
         let embedder_id = models
@@ -338,76 +366,89 @@ impl Worker<'_> {
             .as_ref()
             .map(|e| e.embedder_id().to_string())
             .unwrap_or_default();
-        loop {
-            let frames = match queue.next_batch(policy) {
-                NextBatch::Closed => break,
-                NextBatch::Frames(frames) => frames,
-                NextBatch::Ended(camera) => {
-                    let message = FrameDetections {
-                        schema_version: schemas::SCHEMA_VERSION,
-                        camera_id: self.cameras[camera].id.clone(),
-                        model_id: model_id.clone(),
-                        embedder_id: embedder_id.clone(),
-                        end_of_stream: true,
-                        capture_ts_us: service_kit::clock::now_us(),
-                        ..Default::default()
-                    };
-                    if !self.send(message) {
-                        break;
-                    }
+        let next = || match queue.next_batch(policy) {
+            NextBatch::Closed => None,
+            NextBatch::Frames(frames) => Some(Input::Frames(frames)),
+            NextBatch::Ended(camera) => Some(Input::Marker(camera)),
+        };
+        let sink = |output: Output<usize>| {
+            let sent = match output {
+                Output::Marker(camera) => self.send(FrameDetections {
+                    schema_version: schemas::SCHEMA_VERSION,
+                    camera_id: self.cameras[camera].id.clone(),
+                    model_id: model_id.clone(),
+                    embedder_id: embedder_id.clone(),
+                    end_of_stream: true,
+                    capture_ts_us: service_kit::clock::now_us(),
+                    ..Default::default()
+                }),
+                Output::Analysed { frames, analysis } => {
+                    self.publish(&frames, analysis, &mut persons, &model_id, &embedder_id)
+                }
+            };
+            if sent {
+                ControlFlow::Continue(())
+            } else {
+                // Nobody to publish to: the preparation thread must not wait
+                // for frames that will never be analysed.
+                queue.stop();
+                ControlFlow::Break(())
+            }
+        };
+        pipeline::run(
+            next,
+            self.filters,
+            &mut models.detector,
+            models.embedder.as_mut(),
+            self.preparation,
+            policy.max_batch,
+            sink,
+        )?;
+        Ok(persons)
+    }
+
+    /// Counts and publishes the analysed `frames`; false when the publisher
+    /// is gone.
+    fn publish(
+        &self,
+        frames: &[queue::Frame],
+        batch: BatchAnalysis,
+        persons: &mut [u64],
+        model_id: &str,
+        embedder_id: &str,
+    ) -> bool {
+        self.metrics.batch(&batch.timings);
+        for (frame, analysis) in frames.iter().zip(batch.frames) {
+            let camera = &self.cameras[frame.camera];
+            let analysis = match analysis {
+                Ok(a) => a,
+                Err(error) => {
+                    tracing::warn!(camera = %camera.id, seq = frame.seq, %error, "Frame not analysed");
+                    self.metrics.failed(&camera.id, 1);
                     continue;
                 }
             };
-            let items: Vec<(&queue::Frame, &RegionFilter)> = frames
-                .iter()
-                .map(|frame| (frame, &self.filters[frame.camera]))
-                .collect();
-            let batch = analyse_batch(&items, &mut models.detector, models.embedder.as_mut());
-            self.metrics.batch(&batch.timings);
-            for (frame, analysis) in frames.iter().zip(batch.frames) {
-                let camera = &self.cameras[frame.camera];
-                let analysis = match analysis {
-                    Ok(a) => a,
-                    Err(error) => {
-                        tracing::warn!(camera = %camera.id, seq = frame.seq, %error, "Frame not analysed");
-                        self.metrics.failed(&camera.id, 1);
-                        continue;
-                    }
-                };
-                let camera_stats = &self.stats[frame.camera];
-                camera_stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
-                camera_stats
-                    .persons_masked
-                    .fetch_add(analysis.masked, Ordering::Relaxed);
-                let mut detections = analysis.detections;
-                persons[frame.camera] += detections.len() as u64;
-                self.metrics.analysed(&camera.id, detections.len() as u64);
-                if let Some(settings) = self.crops
-                    && !detections.is_empty()
-                    && let Ok(rgb) =
-                        RgbFrame::new(&frame.data, frame.width, frame.height, frame.stride)
-                {
-                    let (crops, bytes) = crops::attach(&rgb, &mut detections, settings);
-                    self.metrics.crops(&camera.id, crops, bytes);
-                }
-                let message = FrameDetections {
-                    schema_version: schemas::SCHEMA_VERSION,
-                    camera_id: camera.id.clone(),
-                    frame_seq: frame.seq,
-                    capture_ts_us: frame.capture_ts_us,
-                    frame_width: frame.width as u32,
-                    frame_height: frame.height as u32,
-                    model_id: model_id.clone(),
-                    embedder_id: embedder_id.clone(),
-                    detections,
-                    end_of_stream: false,
-                };
-                if !self.send(message) {
-                    return persons;
-                }
+            let camera_stats = &self.stats[frame.camera];
+            camera_stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
+            camera_stats
+                .persons_masked
+                .fetch_add(analysis.masked, Ordering::Relaxed);
+            let mut detections = analysis.detections;
+            persons[frame.camera] += detections.len() as u64;
+            self.metrics.analysed(&camera.id, detections.len() as u64);
+            if let Some(settings) = self.crops
+                && !detections.is_empty()
+                && let Ok(rgb) = rgb(frame)
+            {
+                let (crops, bytes) = crops::attach(&rgb, &mut detections, settings);
+                self.metrics.crops(&camera.id, crops, bytes);
+            }
+            let message = frame_message(&camera.id, frame, model_id, embedder_id, detections);
+            if !self.send(message) {
+                return false;
             }
         }
-        persons
+        true
     }
 
     /// Hands a message to the publisher; false when it is gone.
@@ -461,12 +502,66 @@ pub fn analyse_batch(
     detector: &mut Detector,
     embedder: Option<&mut Embedder>,
 ) -> BatchAnalysis {
+    analyse_with(
+        frames,
+        |rgbs, timings| {
+            let started = Instant::now();
+            detector.letterbox(rgbs);
+            timings.letterbox = Some(started.elapsed());
+            let started = Instant::now();
+            let found = detector.detect_letterboxed();
+            timings.detect = Some(started.elapsed());
+            found
+        },
+        embedder,
+    )
+}
+
+/// The message that carries what was found in `frame` of camera `camera_id`
+/// (the agent's and the bench's).
+fn frame_message(
+    camera_id: &str,
+    frame: &queue::Frame,
+    model_id: &str,
+    embedder_id: &str,
+    detections: Vec<Detection>,
+) -> FrameDetections {
+    FrameDetections {
+        schema_version: schemas::SCHEMA_VERSION,
+        camera_id: camera_id.to_string(),
+        frame_seq: frame.seq,
+        capture_ts_us: frame.capture_ts_us,
+        frame_width: frame.width as u32,
+        frame_height: frame.height as u32,
+        model_id: model_id.to_string(),
+        embedder_id: embedder_id.to_string(),
+        detections,
+        end_of_stream: false,
+    }
+}
+
+/// A frame's pixels as [`RgbFrame`], or why they cannot be read as one.
+fn rgb(frame: &queue::Frame) -> Result<RgbFrame<'_>, vision::letterbox::FrameError> {
+    RgbFrame::new(&frame.data, frame.width, frame.height, frame.stride)
+}
+
+/// [`analyse_batch`] with the detector step given: `detect` gets the frames
+/// that are readable (in order), records its letterbox and detector times,
+/// and returns their candidates.
+fn analyse_with(
+    frames: &[(&queue::Frame, &RegionFilter)],
+    detect: impl FnOnce(
+        &[RgbFrame<'_>],
+        &mut BatchTimings,
+    ) -> Result<Vec<Vec<Candidate>>, InferenceError>,
+    embedder: Option<&mut Embedder>,
+) -> BatchAnalysis {
     let mut timings = BatchTimings::default();
     let mut results: Vec<Result<Analysis, InferenceError>> = Vec::with_capacity(frames.len());
     let mut valid = Vec::with_capacity(frames.len());
     let mut rgbs = Vec::with_capacity(frames.len());
     for (index, (frame, _)) in frames.iter().enumerate() {
-        match RgbFrame::new(&frame.data, frame.width, frame.height, frame.stride) {
+        match rgb(frame) {
             Ok(rgb) => {
                 rgbs.push(rgb);
                 valid.push(index);
@@ -486,10 +581,18 @@ pub fn analyse_batch(
             results[index] = Err(InferenceError::Ort(error.to_string()));
         }
     };
-    let started = Instant::now();
-    let found = detector.detect_batch(&rgbs);
     timings.frames = rgbs.len();
-    timings.detect = Some(started.elapsed());
+    let found = detect(&rgbs, &mut timings).and_then(|found| {
+        if found.len() == rgbs.len() {
+            Ok(found)
+        } else {
+            Err(InferenceError::Ort(format!(
+                "{} detector results for {} frames",
+                found.len(),
+                rgbs.len()
+            )))
+        }
+    });
     let found = match found {
         Ok(found) => found,
         Err(error) => {

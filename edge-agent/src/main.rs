@@ -349,12 +349,18 @@ fn bench(args: BenchArgs) -> ExitCode {
         );
     }
     eprintln!(
-        "  end to end          {:>9.1} fps  ({} frames in {:.1} s; detector {:.0}%, embedder {:.0}% of the time)",
+        "  end to end          {:>9.1} fps  ({} frames in {:.1} s; detector {:.0}%, embedder {:.0}% of the time; letterbox {:.0}% {})",
         e.fps,
         e.frames,
         e.seconds,
         e.detector_share * 100.0,
-        e.embedder_share * 100.0
+        e.embedder_share * 100.0,
+        e.letterbox_share * 100.0,
+        if e.prepared_ahead {
+            "beside them, one batch ahead"
+        } else {
+            "in turn"
+        }
     );
     eprintln!("  end to end / bare   {:>9.2}", report.e2e_to_bare);
     if b.embed_calls > 0 {

@@ -24,8 +24,11 @@
 //!   sent and their bytes (only with `[crops] enabled`).
 //!
 //! Per batch, by the inference thread:
+//! - `argus_edge_letterbox_seconds` (histogram): letterboxing a whole
+//!   batch into the detector's input (on the preparation thread, while the
+//!   model runs on the batch before);
 //! - `argus_edge_detector_latency_seconds` (histogram): one detector call
-//!   (letterbox, model, decoding, NMS) for a whole batch;
+//!   (model, decoding, NMS) for a whole batch;
 //! - `argus_edge_detector_batch_frames` (histogram): frames per detector
 //!   call;
 //! - `argus_edge_embedder_latency_seconds` (histogram): one embedder call
@@ -76,6 +79,9 @@ pub const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 
 pub struct BatchTimings {
     /// Frames in the detector call.
     pub frames: usize,
+    /// Letterboxing the frames into the detector's input; `None` when there
+    /// was no detector call.
+    pub letterbox: Option<Duration>,
     /// The detector call; `None` when there was none (no valid frame).
     pub detect: Option<Duration>,
     /// Each embedder call and its number of crops.
@@ -104,10 +110,19 @@ impl InferenceMetrics {
     /// Records a batch's detector and embedder calls.
     pub fn batch(&self, timings: &BatchTimings) {
         let r = &self.registry;
+        if let Some(letterbox) = timings.letterbox {
+            r.observe(
+                "argus_edge_letterbox_seconds",
+                "Seconds to letterbox a whole batch into the detector's input (ahead, while the model runs on the batch before).",
+                &LATENCY_BUCKETS_S,
+                &[],
+                &[letterbox.as_secs_f64()],
+            );
+        }
         if let Some(detect) = timings.detect {
             r.observe(
                 "argus_edge_detector_latency_seconds",
-                "Seconds per detector call (letterbox, model, decoding, NMS) for a whole batch.",
+                "Seconds per detector call (model, decoding, NMS) for a whole batch.",
                 &LATENCY_BUCKETS_S,
                 &[],
                 &[detect.as_secs_f64()],

@@ -100,8 +100,13 @@ fn config(clip: &Path, spool: &Path, bootstrap: &str, silent_port: u16) -> EdgeC
         model = "{detector}"
         max_batch = 4
         batch_timeout_ms = 20
+        # One thread per model leaves a core free, so batches are
+        # letterboxed ahead on the preparation thread (the end-to-end tests
+        # take ONNX Runtime's default and letterbox in turn).
+        intra_threads = 1
         [embedder]
         model = "{embedder}"
+        intra_threads = 1
         [crops]
         enabled = true
         [[cameras]]
@@ -260,6 +265,9 @@ fn metrics_count_every_frame_person_batch_and_delivery_and_healthz_sees_dead_cam
         batches
     );
     assert!(v("argus_edge_detector_latency_seconds_sum") > 0.0);
+    // Each batch was letterboxed once, ahead of its detector call.
+    assert_eq!(v("argus_edge_letterbox_seconds_count"), batches);
+    assert!(v("argus_edge_letterbox_seconds_sum") > 0.0);
     assert!(v("argus_edge_embedder_latency_seconds_count") >= 1.0);
 
     // Frames and end-of-stream markers, plus health reports, all delivered.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use edge_agent::bench::{self, BenchOptions};
 use edge_agent::config::{CameraConfig, OnEos};
 use edge_agent::inference::{DetectionParams, Detector, Embedder};
+use edge_agent::pipeline::Preparation;
 use edge_agent::queue::{FrameQueue, Next};
 use edge_agent::source::{self, CameraStats};
 use vision::letterbox::RgbFrame;
@@ -518,6 +519,27 @@ fn the_bench_analyses_every_frame_and_prices_the_embedder_per_person() {
             e2e.raw_bytes_per_frame as f64 / e2e.wire_bytes_per_frame
         ) < 1e-3
     );
+
+    // The letterbox goes ahead on a thread of its own where ONNX Runtime
+    // leaves a core free; either way the same people are found and sent.
+    assert_eq!(
+        e2e.prepared_ahead,
+        Preparation::for_threads(&[2]) == Preparation::Ahead
+    );
+    assert!(e2e.letterbox_share > 0.0 && e2e.letterbox_share < 1.0);
+    let one_thread = bench::run(&BenchOptions {
+        intra_threads: 1,
+        ..options(true)
+    })
+    .unwrap();
+    let ahead = &one_thread.end_to_end;
+    assert_eq!(
+        ahead.prepared_ahead,
+        Preparation::for_threads(&[1]) == Preparation::Ahead
+    );
+    assert_eq!((ahead.frames, ahead.failed), (24, 0));
+    assert_eq!(ahead.persons_per_frame, e2e.persons_per_frame);
+    assert!(off_by(ahead.wire_bytes_per_frame, e2e.wire_bytes_per_frame) < 1e-3);
 
     // Random yolov2-tiny weights find nobody: nothing to embed, so the
     // embedder is not timed and the models figure is the detector's.
