@@ -47,7 +47,7 @@ use vision::roi::RegionFilter;
 use crate::inference::{
     self, DetectionParams, Detector, Embedder, InferenceError, MAX_EMBED_BATCH,
 };
-use crate::pipeline::{self, Input, Output, Preparation};
+use crate::pipeline::{self, Input, Output, Preparation, Stage};
 use crate::queue::{Frame, Pixels};
 
 /// What to benchmark.
@@ -75,6 +75,9 @@ pub struct BenchOptions {
     pub duration: Option<Duration>,
     /// End to end: stop after this many frames.
     pub max_frames: Option<u64>,
+    /// End to end: where batches are letterboxed; `None` as the agent
+    /// decides ([`Preparation::for_threads`] of `intra_threads`).
+    pub preparation: Option<Preparation>,
 }
 
 /// Bare inference figures.
@@ -125,7 +128,7 @@ pub struct EndToEndReport {
     /// Frames per second.
     pub fps: f64,
     /// Whether batches were letterboxed on a preparation thread, one ahead
-    /// of the models (`--threads` below the core count), rather than in turn.
+    /// of the models, rather than in turn (`--prepare`).
     pub prepared_ahead: bool,
     /// Share of the time spent letterboxing (beside the models when
     /// prepared ahead, else part of the time in turn).
@@ -490,7 +493,9 @@ fn end_to_end(
     let mut seq = 0u64;
     let mut ended = false;
     let mut rss_first_pass_kib = None;
-    let preparation = Preparation::for_threads(&[options.intra_threads]);
+    let preparation = options
+        .preparation
+        .unwrap_or_else(|| Preparation::for_threads(&[options.intra_threads]));
     // The source (on the preparation thread when there is one): the next
     // `batch` frames of the video (looping it with `duration`), a decoding
     // error as a marker, or `None` once the frames, the time or the video
@@ -587,8 +592,16 @@ fn end_to_end(
         }
         ControlFlow::Continue(())
     };
-    // No masks: every camera gets the empty filter.
-    pipeline::run(next, &[], detector, embedder, preparation, batch, sink)?;
+    let stage = Stage {
+        // No masks: every camera gets the empty filter.
+        filters: &[],
+        detector,
+        embedder,
+        preparation,
+        max_batch: batch,
+    };
+    // The video source never waits for input: nothing to halt.
+    pipeline::run(stage, next, || (), sink)?;
     if let Some(error) = error {
         return Err(error);
     }

@@ -366,7 +366,11 @@ pub struct DetectorConfig {
     /// Class indices to keep (COCO: 0 = person).
     #[serde(default = "default_classes")]
     pub classes: Vec<u32>,
-    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
+    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default, every
+    /// core). When this and (with the embedder on) the embedder's are above
+    /// 0 and below the core count, batches are letterboxed one ahead on a
+    /// thread of their own
+    /// ([`crate::pipeline::Preparation`]); else in turn.
     #[serde(default)]
     pub intra_threads: usize,
     /// Most frames, each of a different camera, analysed in one detector
@@ -436,7 +440,8 @@ pub struct EmbedderConfig {
     /// Crop width fed to the model.
     #[serde(default = "default_embed_width")]
     pub input_width: usize,
-    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
+    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default, every
+    /// core; see the detector's `intra_threads`).
     #[serde(default)]
     pub intra_threads: usize,
 }

@@ -67,7 +67,7 @@ use crate::config::EdgeConfig;
 use crate::egress::EgressSummary;
 use crate::inference::{DetectionParams, Detector, Embedder, InferenceError, MAX_EMBED_BATCH};
 use crate::metrics::{BatchTimings, InferenceMetrics};
-use crate::pipeline::{Input, Output, Preparation};
+use crate::pipeline::{Input, Output, Preparation, Stage};
 use crate::publish::{Outgoing, PublishError, PublishSettings, Publisher};
 use crate::queue::{FrameQueue, NextBatch};
 use crate::source::CameraStats;
@@ -158,14 +158,13 @@ pub async fn run_with(
         nms_iou_threshold: config.detector.nms_iou_threshold,
         classes: config.detector.classes.clone(),
     };
-    let mut detector = Detector::load(
+    let detector = Detector::load(
         &env,
         &config.detector.model,
         params,
         config.detector.intra_threads,
     )?;
     let policy = config.detector.batch_policy();
-    detector.reserve(policy.max_batch);
     let mut threads = vec![config.detector.intra_threads];
     if config.embedder.enabled {
         threads.push(config.embedder.intra_threads);
@@ -389,21 +388,21 @@ impl Worker<'_> {
             if sent {
                 ControlFlow::Continue(())
             } else {
-                // Nobody to publish to: the preparation thread must not wait
-                // for frames that will never be analysed.
-                queue.stop();
+                // Nobody to publish to.
                 ControlFlow::Break(())
             }
         };
-        pipeline::run(
-            next,
-            self.filters,
-            &mut models.detector,
-            models.embedder.as_mut(),
-            self.preparation,
-            policy.max_batch,
-            sink,
-        )?;
+        let stage = Stage {
+            filters: self.filters,
+            detector: &mut models.detector,
+            embedder: models.embedder.as_mut(),
+            preparation: self.preparation,
+            max_batch: policy.max_batch,
+        };
+        // However the stage stops (the queue closed, the publisher gone, a
+        // panic), a preparation thread must not wait for frames that will
+        // never be analysed.
+        pipeline::run(stage, next, || queue.stop(), sink)?;
         Ok(persons)
     }
 

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use edge_agent::bench::BenchOptions;
 use edge_agent::config::{EdgeConfig, LoadedConfig};
 use edge_agent::inference::DetectionParams;
+use edge_agent::pipeline::Preparation;
 
 /// Argus edge agent: decodes camera streams, detects people with a YOLO model
 /// in ONNX Runtime, embeds their appearance and publishes compact detections
@@ -92,6 +93,20 @@ struct BenchArgs {
     /// the configured detector's.
     #[arg(long)]
     threads: Option<usize>,
+    /// Where end to end letterboxes: `ahead` on a preparation thread while
+    /// the models run on the batch before, `in-turn` before each detector
+    /// call, or `auto` as the agent does (ahead only when --threads is
+    /// above 0 and below the core count)
+    #[arg(long, value_enum, default_value_t = Prepare::Auto)]
+    prepare: Prepare,
+}
+
+/// `bench --prepare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Prepare {
+    Auto,
+    Ahead,
+    InTurn,
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,6 +317,11 @@ fn bench_options(args: BenchArgs) -> Result<BenchOptions, String> {
         bare_time: seconds(args.bare_seconds, "bare-seconds")?,
         duration: args.duration.map(|d| seconds(d, "duration")).transpose()?,
         max_frames: args.frames,
+        preparation: match args.prepare {
+            Prepare::Auto => None,
+            Prepare::Ahead => Some(Preparation::Ahead),
+            Prepare::InTurn => Some(Preparation::InTurn),
+        },
     })
 }
 

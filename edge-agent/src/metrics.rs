@@ -26,7 +26,7 @@
 //! Per batch, by the inference thread:
 //! - `argus_edge_letterbox_seconds` (histogram): letterboxing a whole
 //!   batch into the detector's input (on the preparation thread, while the
-//!   model runs on the batch before);
+//!   models run on the batch before, where there is one);
 //! - `argus_edge_detector_latency_seconds` (histogram): one detector call
 //!   (model, decoding, NMS) for a whole batch;
 //! - `argus_edge_detector_batch_frames` (histogram): frames per detector
@@ -113,7 +113,7 @@ impl InferenceMetrics {
         if let Some(letterbox) = timings.letterbox {
             r.observe(
                 "argus_edge_letterbox_seconds",
-                "Seconds to letterbox a whole batch into the detector's input (ahead, while the model runs on the batch before).",
+                "Seconds to letterbox a whole batch into the detector's input (one batch ahead on the preparation thread, where there is one).",
                 &LATENCY_BUCKETS_S,
                 &[],
                 &[letterbox.as_secs_f64()],

@@ -21,9 +21,9 @@
 //!
 //! Shutdown: the source returning `None` ends the preparation thread, and
 //! the calling thread finishes the batches already prepared. A sink that
-//! breaks stops the calling thread at once; the preparation thread stops at
-//! its next hand-over, so the source must then end soon (the agent stops
-//! its frame queue).
+//! breaks (or panics) stops the calling thread at once; the caller's `halt`
+//! then makes the source end soon (the agent stops its frame queue), and
+//! the preparation thread stops at its next hand-over.
 
 use std::ops::ControlFlow;
 use std::sync::mpsc;
@@ -100,28 +100,44 @@ enum Prepared<M> {
     Marker(M),
 }
 
-/// Runs the stage until `next` returns `None` (and every batch taken is
-/// analysed and given to `sink`) or `sink` breaks, letterboxing as
-/// `preparation` says. Each frame is masked with `filters[frame.camera]`
-/// (none when it has no entry). The inputs have room for `max_batch`
-/// frames from the start. Fails only when the preparation thread cannot be
-/// started.
+/// The models a stage runs and how it letterboxes.
+pub struct Stage<'a> {
+    /// Each frame is masked with `filters[frame.camera]` (none when it has
+    /// no entry).
+    pub filters: &'a [RegionFilter],
+    /// The detector; its own input is not used (the stage has its own).
+    pub detector: &'a mut Detector,
+    /// The embedder, if any.
+    pub embedder: Option<&'a mut Embedder>,
+    /// Where batches are letterboxed.
+    pub preparation: Preparation,
+    /// The inputs have room for batches of this many frames from the start
+    /// (a larger batch grows them).
+    pub max_batch: usize,
+}
+
+/// Runs `stage` until `next` returns `None` (and every batch taken is
+/// analysed and given to `sink`) or `sink` breaks. `halt` is called once
+/// the calling thread stops taking batches, however it stops (the source
+/// ended, the sink broke or panicked), before the preparation thread is
+/// waited for: it must make a `next` that is waiting for input return soon
+/// (the agent stops its frame queue). Fails only when the preparation
+/// thread cannot be started.
 pub fn run<M: Send>(
+    stage: Stage<'_>,
     next: impl FnMut() -> Option<Input<M>> + Send,
-    filters: &[RegionFilter],
-    detector: &mut Detector,
-    embedder: Option<&mut Embedder>,
-    preparation: Preparation,
-    max_batch: usize,
+    halt: impl FnOnce(),
     mut sink: impl FnMut(Output<M>) -> ControlFlow<()>,
 ) -> std::io::Result<()> {
+    let max_batch = stage.max_batch;
     let mut models = Models {
-        filters,
+        filters: stage.filters,
         no_filter: RegionFilter::default(),
-        detector,
-        embedder,
+        detector: stage.detector,
+        embedder: stage.embedder,
     };
-    if preparation == Preparation::InTurn {
+    let halt = OnDrop(Some(halt));
+    if stage.preparation == Preparation::InTurn {
         let mut next = next;
         let mut spare = Some(Box::new(models.detector.new_input(max_batch)));
         while let Some(item) = next() {
@@ -153,6 +169,12 @@ pub fn run<M: Send>(
         std::thread::Builder::new()
             .name("prepare".into())
             .spawn_scoped(scope, move || prepare_ahead(next, &free_rx, &ready_tx))?;
+        // Moved in, with the channels' ends: when this closure ends or
+        // unwinds, `halt` runs and the channels close before the scope
+        // waits for the preparation thread, so a preparation thread
+        // waiting for input, to hand over a batch or for a free input
+        // stops.
+        let _halt = halt;
         for prepared in ready_rx {
             // The input is free for the batch after next before the
             // embedder runs.
@@ -163,11 +185,19 @@ pub fn run<M: Send>(
                 break;
             }
         }
-        // A preparation thread waiting to hand over a batch, or for a free
-        // input, stops now (the receiving end went with the loop).
-        drop(free_tx);
         Ok(())
     })
+}
+
+/// Calls its function when dropped (also while unwinding).
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
 }
 
 /// What the calling thread analyses with.
@@ -180,7 +210,9 @@ struct Models<'a> {
 
 impl Models<'_> {
     /// Detects, masks and embeds a prepared batch; `release` gets its input
-    /// back as soon as the detector is done with it.
+    /// back as soon as the detector is done with it (before the embedder
+    /// runs), or at the end when there was no detector call (no readable
+    /// frame): an input is never lost.
     fn analyse<M>(
         &mut self,
         prepared: Prepared<M>,
@@ -199,9 +231,13 @@ impl Models<'_> {
             .map(|f| (f, self.filters.get(f.camera).unwrap_or(&self.no_filter)))
             .collect();
         let detector = &mut *self.detector;
+        let mut held = Some((input, release));
         let analysis = analyse_with(
             &items,
             |rgbs, timings| {
+                let Some((input, release)) = held.take() else {
+                    return Err(InferenceError::Ort("the batch's input is gone".into()));
+                };
                 timings.letterbox = Some(letterbox);
                 let started = Instant::now();
                 let found = if input.len() == rgbs.len() {
@@ -219,6 +255,9 @@ impl Models<'_> {
             },
             self.embedder.as_deref_mut(),
         );
+        if let Some((input, release)) = held.take() {
+            release(input);
+        }
         Output::Analysed { frames, analysis }
     }
 }

@@ -480,6 +480,7 @@ fn the_bench_analyses_every_frame_and_prices_the_embedder_per_person() {
         bare_time: Duration::from_millis(200),
         duration: None,
         max_frames: Some(24),
+        preparation: None,
     };
 
     let report = bench::run(&options(true)).unwrap();
@@ -520,26 +521,31 @@ fn the_bench_analyses_every_frame_and_prices_the_embedder_per_person() {
         ) < 1e-3
     );
 
-    // The letterbox goes ahead on a thread of its own where ONNX Runtime
-    // leaves a core free; either way the same people are found and sent.
+    // Left to the agent's rule, the letterbox goes ahead on a thread of its
+    // own where ONNX Runtime leaves a core free.
     assert_eq!(
         e2e.prepared_ahead,
         Preparation::for_threads(&[2]) == Preparation::Ahead
     );
     assert!(e2e.letterbox_share > 0.0 && e2e.letterbox_share < 1.0);
-    let one_thread = bench::run(&BenchOptions {
-        intra_threads: 1,
-        ..options(true)
-    })
-    .unwrap();
-    let ahead = &one_thread.end_to_end;
-    assert_eq!(
-        ahead.prepared_ahead,
-        Preparation::for_threads(&[1]) == Preparation::Ahead
-    );
-    assert_eq!((ahead.frames, ahead.failed), (24, 0));
-    assert_eq!(ahead.persons_per_frame, e2e.persons_per_frame);
-    assert!(off_by(ahead.wire_bytes_per_frame, e2e.wire_bytes_per_frame) < 1e-3);
+    // Either way, the same people are found and sent.
+    for preparation in [Preparation::Ahead, Preparation::InTurn] {
+        let forced = bench::run(&BenchOptions {
+            preparation: Some(preparation),
+            ..options(true)
+        })
+        .unwrap();
+        let forced = &forced.end_to_end;
+        assert_eq!(
+            forced.prepared_ahead,
+            preparation == Preparation::Ahead,
+            "{preparation:?}"
+        );
+        assert_eq!((forced.frames, forced.failed), (24, 0));
+        assert_eq!(forced.persons_per_frame, e2e.persons_per_frame);
+        assert!(off_by(forced.wire_bytes_per_frame, e2e.wire_bytes_per_frame) < 1e-3);
+        assert!(forced.letterbox_share > 0.0);
+    }
 
     // Random yolov2-tiny weights find nobody: nothing to embed, so the
     // embedder is not timed and the models figure is the detector's.

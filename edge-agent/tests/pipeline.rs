@@ -4,10 +4,12 @@
 //! does. Needs the assets from `scripts/setup.sh`.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use edge_agent::inference::{Detector, Embedder};
-use edge_agent::pipeline::{self, Input, Output, Preparation};
+use edge_agent::pipeline::{self, Input, Output, Preparation, Stage};
 use edge_agent::queue::{Frame, Pixels};
 use edge_agent::{Analysis, analyse_batch};
 use vision::roi::{Polygon, RegionFilter};
@@ -37,6 +39,41 @@ fn truncated(camera: usize) -> Frame {
         stride: 192,
         data: Pixels::Owned(vec![0; 100]),
     }
+}
+
+/// A stage of `detector` alone, without masks, for batches of 1.
+fn stage(detector: &mut Detector, preparation: Preparation) -> Stage<'_> {
+    Stage {
+        filters: &[],
+        detector,
+        embedder: None,
+        preparation,
+        max_batch: 1,
+    }
+}
+
+/// A grey 64x48 frame of camera 0.
+fn grey(seq: u64) -> Frame {
+    Frame {
+        camera: 0,
+        seq,
+        capture_ts_us: 0,
+        width: 64,
+        height: 48,
+        stride: 192,
+        data: Pixels::Owned(vec![128; 64 * 48 * 3]),
+    }
+}
+
+/// Runs `f` on a thread of its own; fails the test when it has not
+/// returned within a minute (a hung stage), or gives what it returned.
+fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the stage hung")
 }
 
 fn detector() -> Detector {
@@ -162,16 +199,15 @@ fn the_pipeline_finds_what_each_batch_in_turn_finds_in_the_source_order() {
             }
             ControlFlow::Continue(())
         };
-        pipeline::run(
-            next,
-            &filters,
-            &mut detector,
-            Some(&mut embedder),
+        let stage = Stage {
+            filters: &filters,
+            detector: &mut detector,
+            embedder: Some(&mut embedder),
             preparation,
-            3,
-            sink,
-        )
-        .unwrap();
+            // Batches of 3 grow the inputs.
+            max_batch: 2,
+        };
+        pipeline::run(stage, next, || (), sink).unwrap();
 
         assert_eq!(
             markers,
@@ -197,15 +233,6 @@ fn the_pipeline_finds_what_each_batch_in_turn_finds_in_the_source_order() {
 #[test]
 fn a_sink_that_stops_stops_the_pipeline_without_draining_its_source() {
     let mut detector = detector();
-    let grey = Frame {
-        camera: 0,
-        seq: 0,
-        capture_ts_us: 0,
-        width: 64,
-        height: 48,
-        stride: 192,
-        data: Pixels::Owned(vec![128; 64 * 48 * 3]),
-    };
     // The batch after the last one handed over is taken when prepared
     // ahead, and no more: the source is not drained.
     for (preparation, taken_at_end) in [(Preparation::Ahead, 4), (Preparation::InTurn, 3)] {
@@ -213,10 +240,7 @@ fn a_sink_that_stops_stops_the_pipeline_without_draining_its_source() {
         let taken = AtomicUsize::new(0);
         let next = || {
             let seq = taken.fetch_add(1, Ordering::SeqCst) as u64;
-            Some(Input::<()>::Frames(vec![Frame {
-                seq,
-                ..copy(&grey, 0)
-            }]))
+            Some(Input::<()>::Frames(vec![grey(seq)]))
         };
         let mut seqs = Vec::new();
         let sink = |output: Output<()>| {
@@ -231,7 +255,12 @@ fn a_sink_that_stops_stops_the_pipeline_without_draining_its_source() {
                 ControlFlow::Continue(())
             }
         };
-        pipeline::run(next, &[], &mut detector, None, preparation, 1, sink).unwrap();
+        let halted = AtomicUsize::new(0);
+        let halt = || {
+            halted.fetch_add(1, Ordering::SeqCst);
+        };
+        pipeline::run(stage(&mut detector, preparation), next, halt, sink).unwrap();
+        assert_eq!(halted.load(Ordering::SeqCst), 1, "halted once");
         assert_eq!(seqs, vec![0, 1, 2], "{preparation:?}");
         assert_eq!(
             taken.load(Ordering::SeqCst),
@@ -242,12 +271,9 @@ fn a_sink_that_stops_stops_the_pipeline_without_draining_its_source() {
         // An empty source ends at once.
         let mut outputs = 0;
         pipeline::run(
+            stage(&mut detector, preparation),
             || None::<Input<()>>,
-            &[],
-            &mut detector,
-            None,
-            preparation,
-            1,
+            || (),
             |_| {
                 outputs += 1;
                 ControlFlow::Continue(())
@@ -255,5 +281,103 @@ fn a_sink_that_stops_stops_the_pipeline_without_draining_its_source() {
         )
         .unwrap();
         assert_eq!(outputs, 0);
+    }
+}
+
+#[test]
+fn batches_with_no_readable_frame_pass_and_the_stage_keeps_going() {
+    // Three batches nothing can be read of, then a readable one: each mode
+    // reports the bad frames and still analyses the last batch (the inputs
+    // of the unreadable batches come back for the next ones).
+    for preparation in [Preparation::Ahead, Preparation::InTurn] {
+        let outputs = within_a_minute(move || {
+            let mut detector = detector();
+            let mut source = vec![
+                Input::<()>::Frames(vec![truncated(0)]),
+                Input::Frames(vec![truncated(0)]),
+                Input::Frames(vec![truncated(0)]),
+                Input::Frames(vec![grey(7)]),
+            ]
+            .into_iter();
+            let mut outputs = Vec::new();
+            let sink = |output: Output<()>| {
+                let Output::Analysed { frames, analysis } = output else {
+                    panic!("no marker was given");
+                };
+                let t = &analysis.timings;
+                outputs.push((
+                    frames[0].seq,
+                    analysis.frames[0].is_ok(),
+                    t.frames,
+                    t.detect.is_some(),
+                ));
+                ControlFlow::Continue(())
+            };
+            pipeline::run(
+                stage(&mut detector, preparation),
+                || source.next(),
+                || (),
+                sink,
+            )
+            .unwrap();
+            outputs
+        });
+        assert_eq!(
+            outputs,
+            vec![
+                (999, false, 0, false),
+                (999, false, 0, false),
+                (999, false, 0, false),
+                (7, true, 1, true),
+            ],
+            "{preparation:?}"
+        );
+    }
+}
+
+#[test]
+fn halt_ends_a_waiting_source_when_the_sink_stops_or_panics() {
+    for (preparation, panics) in [
+        (Preparation::Ahead, false),
+        (Preparation::Ahead, true),
+        (Preparation::InTurn, true),
+    ] {
+        let (halted, outcome) = within_a_minute(move || {
+            let mut detector = detector();
+            // Like the agent's frame queue: after one batch, the source
+            // waits for frames until it is halted, then ends.
+            let halted = AtomicBool::new(false);
+            let mut given = 0;
+            let next = || {
+                if given < 1 {
+                    given += 1;
+                    return Some(Input::<()>::Frames(vec![grey(given)]));
+                }
+                while !halted.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                None
+            };
+            let sink = |_: Output<()>| {
+                if panics {
+                    panic!("the sink fails");
+                }
+                ControlFlow::Break(())
+            };
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pipeline::run(
+                    stage(&mut detector, preparation),
+                    next,
+                    || halted.store(true, Ordering::SeqCst),
+                    sink,
+                )
+            }));
+            (halted.load(Ordering::SeqCst), outcome.is_err())
+        });
+        assert!(halted, "{preparation:?}, panics: {panics}");
+        assert_eq!(
+            outcome, panics,
+            "{preparation:?}: the panic goes on to the caller"
+        );
     }
 }
