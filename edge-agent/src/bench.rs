@@ -198,7 +198,7 @@ pub enum BenchError {
     Spool(#[from] spool::SpoolError),
     /// The preparation thread could not be started.
     #[error("cannot start thread: {0}")]
-    Thread(#[from] std::io::Error),
+    Thread(std::io::Error),
 }
 
 /// Resident memory of this process, KiB (0 where `/proc` is missing).
@@ -601,7 +601,7 @@ fn end_to_end(
         max_batch: batch,
     };
     // The video source never waits for input: nothing to halt.
-    pipeline::run(stage, next, || (), sink)?;
+    pipeline::run(stage, next, || (), sink).map_err(BenchError::Thread)?;
     if let Some(error) = error {
         return Err(error);
     }

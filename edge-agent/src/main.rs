@@ -96,7 +96,7 @@ struct BenchArgs {
     /// Where end to end letterboxes: `ahead` on a preparation thread while
     /// the models run on the batch before, `in-turn` before each detector
     /// call, or `auto` as the agent does (ahead only when --threads is
-    /// above 0 and below the core count)
+    /// above 0 and below the core count).
     #[arg(long, value_enum, default_value_t = Prepare::Auto)]
     prepare: Prepare,
 }

@@ -14,8 +14,8 @@
 //! rather than buffers, when the model is behind: nothing is dropped here,
 //! and nothing queues without bound. This pays only where the models leave
 //! a core free: on two cores that ONNX Runtime keeps busy, the preparation
-//! thread only competes with its threads (measured: end to end 2-3 %
-//! slower without the embedder). So with [`Preparation::InTurn`], the
+//! thread only competes with its threads (measured: end to end up to 2 %
+//! slower). So with [`Preparation::InTurn`], the
 //! default there, the calling thread takes and letterboxes each batch
 //! itself, just before its detector call.
 //!
@@ -112,7 +112,7 @@ pub struct Stage<'a> {
     /// Where batches are letterboxed.
     pub preparation: Preparation,
     /// The inputs have room for batches of this many frames from the start
-    /// (a larger batch grows them).
+    /// (a larger batch grows them): one input in turn, two ahead.
     pub max_batch: usize,
 }
 
@@ -161,7 +161,8 @@ pub fn run<M: Send>(
     // Rendezvous: a prepared batch is handed over only when the calling
     // thread is ready for it; the second input is the one batch of lead.
     let (ready_tx, ready_rx) = mpsc::sync_channel::<Prepared<M>>(0);
-    let (free_tx, free_rx) = mpsc::channel::<Box<DetectorInput>>();
+    // Never holds more than the two inputs: sends do not block.
+    let (free_tx, free_rx) = mpsc::sync_channel::<Box<DetectorInput>>(2);
     for _ in 0..2 {
         let _ = free_tx.send(Box::new(models.detector.new_input(max_batch)));
     }
