@@ -11,13 +11,13 @@
 //! at most one batch is prepared ahead (its frames are out of the queue,
 //! where a live camera's newer frame would have replaced them: they are at
 //! most one batch older than in turn), and the preparation thread waits,
-//! rather than buffers, when the model is behind: nothing is dropped here,
-//! and nothing queues without bound. This pays only where the models leave
-//! a core free: on two cores that ONNX Runtime keeps busy, the preparation
-//! thread only competes with its threads (measured: end to end up to 2 %
-//! slower). So with [`Preparation::InTurn`], the
-//! default there, the calling thread takes and letterboxes each batch
-//! itself, just before its detector call.
+//! rather than buffers more, when the model is behind: nothing is dropped
+//! here, and nothing queues without bound. This pays only where the models
+//! leave a core free: on two cores that ONNX Runtime keeps busy, the
+//! preparation thread only competes with its threads (measured: end to end
+//! up to 2 % slower). So with [`Preparation::InTurn`], the default there,
+//! the calling thread takes and letterboxes each batch itself, just before
+//! its detector call.
 //!
 //! Shutdown: the source returning `None` ends the preparation thread, and
 //! the calling thread finishes the batches already prepared. A sink that
