@@ -107,7 +107,7 @@ pub struct DetectionParams {
 /// [`Detector::new_input`], filled by [`letterbox`](Self::letterbox), run by
 /// [`Detector::detect_prepared`]; two of them let one batch be letterboxed
 /// while the model runs on the other.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DetectorInput {
     /// `[capacity, 3, H, W]`; a batch of N uses the first N items.
     tensor: Array4<f32>,
