@@ -474,8 +474,9 @@ pub struct CameraConfig {
     /// Stable id used as the Kafka key and in every table.
     pub id: String,
     /// The source: `rtsp://[user:pass@]host/path` (also `rtsps://`),
-    /// `http(s)://…`, `file:///path`, `v4l2:///dev/videoN` (or `/dev/videoN`),
-    /// or a live test pattern `test://` /
+    /// `http(s)://…`, `file:///path`, `v4l2:///dev/videoN` (or `/dev/videoN`;
+    /// `?width=1280&height=720&fps=15` sets its capture, else the largest
+    /// size up to 1280x720), or a live test pattern `test://` /
     /// `testsrc://?pattern=ball&width=640&height=480&fps=10`.
     pub url: String,
     /// Analyse at most this many frames per second of video, fractions

@@ -191,6 +191,18 @@ pub async fn run_with(
         prepare_ahead = preparation == Preparation::Ahead,
         "Edge agent starting"
     );
+    let missing = source::missing_environment();
+    let v4l2 = |camera: &&config::CameraConfig| {
+        matches!(
+            camera.source().map(|source| source.kind),
+            Ok(source::kind::SourceKind::V4l2 { .. })
+        )
+    };
+    if let Some(camera) = config.cameras.iter().find(v4l2)
+        && !missing.is_empty()
+    {
+        tracing::warn!(camera = %camera.id, ?missing, "V4L2 devices will stay open after a reconnect: the edge-agent binary sets these variables, this process lacks them");
+    }
     for (camera, filter) in config.cameras.iter().zip(&filters) {
         if !filter.is_empty() {
             tracing::info!(camera = %camera.id, roi = filter.include.len(), exclude = filter.exclude.len(), anchor = ?filter.anchor, "Detection masks");

@@ -140,6 +140,16 @@ enum ModelCommand {
 }
 
 fn main() -> ExitCode {
+    for (name, value) in edge_agent::source::PROCESS_ENVIRONMENT {
+        if std::env::var_os(name).is_none() {
+            // SAFETY: the first statement of `main`: no other thread of this
+            // process exists yet to read the environment while it changes.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::env::set_var(name, value)
+            };
+        }
+    }
     service_kit::logging::init();
     match Args::parse().command {
         Command::Run { config } => {

@@ -40,6 +40,32 @@ pub mod backoff;
 pub mod kind;
 pub mod rate;
 
+/// Environment variables GStreamer reads while cameras run, with the value
+/// the agent needs, for `main` to set before any thread starts (setting the
+/// environment of a running, multi-threaded process is unsound). A variable
+/// the operator has set is left as it is.
+///
+/// - `GST_V4L2_FORCE_DRAIN`: GStreamer 1.22's V4L2 elements otherwise
+///   "orphan" their buffer pool at every stop and never free it, leaking a
+///   duplicate of the device's file descriptor. The device then stays open:
+///   after a reconnect it is busy, and a USB camera pulled out and plugged
+///   back in can neither get its node back nor be reopened. With the
+///   variable set (any value) a stop drains and releases the pool; measured
+///   in the V4L2 test VM (edge-agent/tests/ingest.rs), a stop then leaves no
+///   descriptor open, with or without an unplug first.
+pub const PROCESS_ENVIRONMENT: &[(&str, &str)] = &[("GST_V4L2_FORCE_DRAIN", "1")];
+
+/// The variables of [`PROCESS_ENVIRONMENT`] missing from this process's
+/// environment: empty once `main` has set them. The agent warns at start
+/// when a V4L2 camera would run without them.
+pub fn missing_environment() -> Vec<&'static str> {
+    PROCESS_ENVIRONMENT
+        .iter()
+        .filter(|(name, _)| std::env::var_os(name).is_none())
+        .map(|(name, _)| *name)
+        .collect()
+}
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -427,11 +453,19 @@ fn play_once(
             })
             .build(),
     );
-    pipeline
-        .0
-        .set_state(gst::State::Playing)
-        .map_err(|e| format!("cannot start {}: {e}", source.kind))?;
     let bus = pipeline.0.bus().ok_or("pipeline has no bus")?;
+    if let Err(error) = pipeline.0.set_state(gst::State::Playing) {
+        // The element that refused says why on the bus (a device that is
+        // busy or gone, say); the state change error itself does not.
+        let reason = bus
+            .pop_filtered(&[gst::MessageType::Error])
+            .and_then(|message| match message.view() {
+                gst::MessageView::Error(err) => Some(err.error().to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| error.to_string());
+        return Err(redactor.clean(&format!("cannot start {}: {reason}", source.kind)));
+    }
     let mut reported_up = false;
     let stall_after = Duration::from_secs_f64(camera.stall_timeout_s);
     let (mut last_count, mut last_progress) = (0, Instant::now());
@@ -492,8 +526,14 @@ fn play_once(
             gst::MessageView::Error(err) => {
                 let from = err.src().map(|s| s.name().to_string()).unwrap_or_default();
                 let debug = err.debug().map(|d| d.to_string()).unwrap_or_default();
+                let mut summary = format!("{from}: {}", err.error());
+                if debug.contains("not-negotiated")
+                    && let Some(hint) = source.kind.negotiation_hint()
+                {
+                    summary = format!("{summary}: {hint}");
+                }
                 break RunEnd::Error {
-                    summary: redactor.clean(&format!("{from}: {}", err.error())),
+                    summary: redactor.clean(&summary),
                     debug: redactor.clean(&debug),
                 };
             }
