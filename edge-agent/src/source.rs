@@ -2,7 +2,8 @@
 //!
 //! Each camera runs on its own thread. Its `url` picks the source
 //! ([`kind`]): RTSP (TCP or UDP), HTTP(S) and files through `uridecodebin`,
-//! V4L2 devices through `v4l2src ! decodebin`, and a live `videotestsrc`.
+//! V4L2 devices through `v4l2src`, a capsfilter for their capture size and
+//! rate, and `decodebin`, and a live `videotestsrc`.
 //! Decoding takes hardware decoders where GStreamer ranks them first and
 //! software ones otherwise. Decoded frames pass the camera's analysis rate
 //! ([`rate`], a probe in front of the RGB conversion, so skipped frames cost
@@ -200,11 +201,15 @@ pub fn run_camera(
     let cap = Duration::from_secs_f64(camera.reconnect_max_s);
     let mut backoff = Backoff::new(cap, backoff::seed(index));
     let mut seq = 0u64;
+    // A V4L2 device with no size up to the preferred maximum is opened at
+    // any size from then on (see `kind`).
+    let mut launch = source.kind.launch_line();
+    let mut widened = false;
     tracing::info!(camera = %camera.id, source = %source.kind, live = source.kind.is_live(), max_fps = camera.max_fps, "Camera starting");
     loop {
         let before = seq;
         let end = match play_once(
-            index, camera, &source, &redactor, queue, stats, stop, &mut seq, on_health,
+            index, camera, &source, &launch, &redactor, queue, stats, stop, &mut seq, on_health,
         ) {
             Ok(end) => end,
             Err(summary) => RunEnd::error(summary),
@@ -235,6 +240,22 @@ pub fn run_camera(
                 debug: details,
             } => {
                 tracing::debug!(camera = %camera.id, error = %summary, %details, "Camera pipeline error");
+                let wide = source.kind.wide_launch_line().filter(|_| !widened);
+                let summary = match wide {
+                    _ if !details.contains("not-negotiated") => summary,
+                    Some(wide) => {
+                        (launch, widened) = (wide, true);
+                        let (width, height) = kind::V4L2_PREFERRED_MAX;
+                        tracing::warn!(camera = %camera.id, "V4L2 device offers no size up to {width}x{height}; opening it at the sizes it offers");
+                        format!(
+                            "{summary}: no size up to {width}x{height}; next, the sizes it offers"
+                        )
+                    }
+                    None => match source.kind.negotiation_hint() {
+                        Some(hint) => format!("{summary}: {hint}"),
+                        None => summary,
+                    },
+                };
                 (State::Down, summary)
             }
             RunEnd::Stalled(summary) => (State::Stalled, summary),
@@ -327,6 +348,7 @@ fn play_once(
     index: usize,
     camera: &CameraConfig,
     source: &Source,
+    launch: &str,
     redactor: &Redactor,
     queue: &Arc<FrameQueue>,
     stats: &Arc<CameraStats>,
@@ -335,7 +357,7 @@ fn play_once(
     on_health: &dyn Fn(usize),
 ) -> Result<RunEnd, String> {
     gst::init().map_err(|e| format!("GStreamer initialisation: {e}"))?;
-    let pipeline = gst::parse::launch(&source.kind.launch_line())
+    let pipeline = gst::parse::launch(launch)
         .map_err(|e| redactor.clean(&format!("pipeline: {e}")))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "launch line did not make a pipeline".to_string())?;
@@ -526,14 +548,8 @@ fn play_once(
             gst::MessageView::Error(err) => {
                 let from = err.src().map(|s| s.name().to_string()).unwrap_or_default();
                 let debug = err.debug().map(|d| d.to_string()).unwrap_or_default();
-                let mut summary = format!("{from}: {}", err.error());
-                if debug.contains("not-negotiated")
-                    && let Some(hint) = source.kind.negotiation_hint()
-                {
-                    summary = format!("{summary}: {hint}");
-                }
                 break RunEnd::Error {
-                    summary: redactor.clean(&summary),
+                    summary: redactor.clean(&format!("{from}: {}", err.error())),
                     debug: redactor.clean(&debug),
                 };
             }

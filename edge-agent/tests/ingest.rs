@@ -618,11 +618,15 @@ const V4L2_GUEST: &str = "ARGUS_V4L2_GUEST";
 /// (`scripts/v4l2-vm`: Debian's kernel under qemu, emulated, no KVM needed,
 /// no network), whose root file system is the host's own over 9p, and runs
 /// this same test binary there, filtered to this test; it passes when that
-/// run passed. In the VM, the camera streams vivid's colour bars, then the
+/// run passed. In the VM, two cameras stream vivid's colour bars, at its
+/// default size and at the size and rate their URL sets, and a third, whose
+/// URL asks for a size vivid lacks, is DOWN with a hint. Then the first
 /// device is unplugged (vivid's `disconnect` control, which acts as a USB
 /// camera pulled out: every call on the device fails until its last user
 /// closes it) and the camera must be reported down, reopen the device with
-/// back-off and stream again, without restarting anything.
+/// back-off and stream again, without restarting anything, while the second
+/// streams on. The VM's two emulated processors share the host's cores with
+/// the other tests of this file: its waits allow a minute.
 #[test]
 fn a_v4l2_camera_streams_from_a_device_and_comes_back_after_it_is_unplugged() {
     if std::env::var_os(V4L2_GUEST).is_some() {
@@ -646,11 +650,15 @@ fn run_in_v4l2_vm(name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let quote = |value: &str| format!("'{}'", value.replace('\'', r"'\''"));
     let mut script = String::from("# Run by scripts/v4l2-vm/init in the VM.\n");
-    for (key, value) in std::env::vars() {
+    // The host's environment, but for what a shell cannot take.
+    for (key, value) in std::env::vars_os() {
+        let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else {
+            continue;
+        };
         let shell_name = key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !key.starts_with(|c: char| c.is_ascii_digit());
-        if shell_name {
-            writeln!(script, "export {key}={}", quote(&value)).unwrap();
+        if shell_name && !value.contains('\0') {
+            writeln!(script, "export {key}={}", quote(value)).unwrap();
         }
     }
     let exe = std::env::current_exe().unwrap();
@@ -673,6 +681,12 @@ fn run_in_v4l2_vm(name: &str) {
     .unwrap();
     let script_path = dir.path().join("guest.sh");
     std::fs::write(&script_path, script).unwrap();
+    // It goes on the kernel command line, which splits at blanks.
+    assert!(
+        !script_path.to_string_lossy().contains(char::is_whitespace),
+        "the temporary directory {} has a blank in its path (TMPDIR)",
+        dir.path().display()
+    );
 
     let console_path = dir.path().join("console.log");
     let console = std::fs::File::create(&console_path).unwrap();
@@ -740,7 +754,7 @@ fn run_in_v4l2_vm(name: &str) {
     );
 }
 
-/// The checks run in the VM against vivid's /dev/video0 and /dev/video1.
+/// The checks run in the VM against vivid's /dev/video0, 1 and 2.
 fn v4l2_device_checks() {
     use std::process::Command;
 
@@ -751,9 +765,11 @@ fn v4l2_device_checks() {
             reconnect_max_s: 1.0,
             ..CameraConfig::new("unplugged", "v4l2:///dev/video0")
         },
+        CameraConfig::new("steady", "/dev/video1?width=640&height=360&fps=15"),
+        // vivid has no 1000x1000.
         CameraConfig {
-            stall_timeout_s: 3.0,
-            ..CameraConfig::new("steady", "/dev/video1?width=640&height=360&fps=15")
+            reconnect_max_s: 1.0,
+            ..CameraConfig::new("square", "/dev/video2?width=1000&height=1000")
         },
     ];
     let harness = Harness::start(cameras);
@@ -765,6 +781,16 @@ fn v4l2_device_checks() {
         harness.health(1)
     );
     assert_eq!((harness.state(0), harness.state(1)), (State::Up, State::Up));
+    let (state, _, detail) = harness.stats[2].state();
+    assert_eq!(state, State::Down, "{detail}");
+    assert!(
+        detail.contains(
+            "/dev/video2 does not capture at the width, height or fps its url sets \
+             (`v4l2-ctl -d /dev/video2 --list-formats-ext`"
+        ),
+        "{detail}"
+    );
+    println!("a size the device lacks: {detail}");
 
     // vivid's default picture: 75 % colour bars, eight across (white,
     // yellow, cyan, green, magenta, red, blue, black), the text of its
@@ -838,7 +864,8 @@ fn v4l2_device_checks() {
         states[..down].contains(&State::Up) && states[down..].contains(&State::Up),
         "UP, an outage, UP again: {health:?}"
     );
-    for (camera, (seen, stats)) in seen.iter().zip(&stats).enumerate() {
+    assert!(seen[2].frames.is_empty() && counter(&stats[2]).3 >= 1);
+    for (camera, (seen, stats)) in seen.iter().zip(&stats).enumerate().take(2) {
         let (decoded, skipped, dropped, reconnects) = counter(stats);
         let frames = &seen.frames;
         println!(
@@ -864,13 +891,23 @@ fn v4l2_device_checks() {
     // The other camera streamed on, untouched.
     assert_eq!(counter(&stats[1]).3, 0, "{steady_health:?}");
     assert!(counter(&stats[1]).0 >= steady_before + 10);
-    // At 15 fps, its frames are 1/15 s apart in capture time.
-    let frames = &seen[1].frames;
-    let (first, last) = (frames[0], frames[frames.len() - 1]);
-    let spacing_us = (last.1 - first.1) as f64 / (last.0 - first.0) as f64;
-    println!("camera 1: {spacing_us:.0} us between frames");
+    // At 15 fps, its frames are 1/15 s apart in capture time: the median
+    // of successive decoded frames (the driver skips a frame whenever the
+    // emulated machine falls behind, which widens a gap but not the median),
+    // within 10 % (its neighbours among vivid's rates are 12.5 and 25 fps)
+    // for an emulated machine on busy cores.
+    let mut spacing: Vec<i64> = seen[1]
+        .frames
+        .windows(2)
+        .filter(|w| w[1].0 == w[0].0 + 1)
+        .map(|w| w[1].1 - w[0].1)
+        .collect();
+    spacing.sort_unstable();
+    assert!(spacing.len() >= 5, "{spacing:?}");
+    let median = spacing[spacing.len() / 2];
+    println!("camera 1: median {median} us between frames");
     assert!(
-        (spacing_us - 66_667.0).abs() < 2_000.0,
-        "15 fps: {spacing_us:.0} us between frames"
+        (median - 66_667).abs() < 6_667,
+        "15 fps: {median} us between frames ({spacing:?})"
     );
 }

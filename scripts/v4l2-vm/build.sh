@@ -6,11 +6,11 @@
 # device, /dev/video0. edge-agent/tests/ingest.rs boots it under qemu (TCG:
 # no KVM needed) to run the V4L2 source against that device.
 #
-# The kernel is the package linux-image-amd64 depends on today, fetched with
-# `apt-get download`, which checks it against Debian's signed archive index.
-# It is not pinned to a hash: Debian's security archive keeps only its newest
-# kernel build. DIR/stamp names the package and its hash; the build is redone
-# only when the package or this script or init changes.
+# The kernel is the package linux-image-amd64 depends on today, in its
+# candidate version, fetched with `apt-get download`, which checks it against
+# Debian's signed archive index. It is not pinned to a hash: Debian's security
+# archive keeps only its newest kernel build. DIR/stamp names the .deb and its
+# hash; the build is redone only when the .deb, this script or init changes.
 #
 # Usage: build.sh DIR DOWNLOAD_DIR  (needs busybox-static, kmod, cpio)
 set -euo pipefail
@@ -20,23 +20,38 @@ DL="$2"
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-kernel_package() {
-  apt-cache depends linux-image-amd64 2>/dev/null \
-    | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1
+[ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 \
+  || { echo "build.sh: /bin/busybox is missing or not static (Debian's busybox-static)" >&2; exit 1; }
+
+# "PACKAGE VERSION" of the kernel linux-image-amd64 depends on, from apt's
+# lists; empty when they lack it.
+kernel() {
+  local pkg version
+  pkg="$(LC_ALL=C apt-cache depends linux-image-amd64 2>/dev/null \
+    | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1 || true)"
+  [ -n "$pkg" ] || return 0
+  version="$(LC_ALL=C apt-cache policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: //p' || true)"
+  [ -n "$version" ] && [ "$version" != "(none)" ] && echo "$pkg $version"
+  return 0
 }
-pkg="$(kernel_package)"
-if [ -z "$pkg" ]; then
+read -r pkg version <<< "$(kernel)" || true
+if [ -z "${pkg:-}" ]; then
   $SUDO apt-get update -qq
-  pkg="$(kernel_package)"
+  read -r pkg version <<< "$(kernel)" || true
 fi
-[ -n "$pkg" ] || { echo "build.sh: no kernel package behind linux-image-amd64" >&2; exit 1; }
-deb="$(ls "$DL/${pkg}_"*_amd64.deb 2>/dev/null | head -n1 || true)"
-if [ -z "$deb" ]; then
-  (cd "$DL" && apt-get download -q "$pkg" >/dev/null 2>&1) || {
+[ -n "${pkg:-}" ] || { echo "build.sh: no kernel package behind linux-image-amd64" >&2; exit 1; }
+# apt-get download names the file PACKAGE_VERSION_ARCH.deb, ':' as %3a.
+deb="$DL/${pkg}_${version//:/%3a}_amd64.deb"
+if [ ! -f "$deb" ]; then
+  echo "downloading Debian package $pkg $version" >&2
+  if ! (cd "$DL" && apt-get download -q "$pkg=$version" >/dev/null 2>&1); then
+    # Lists older than the archive: the version (or the package) is gone.
     $SUDO apt-get update -qq
-    (cd "$DL" && apt-get download -q "$pkg" >/dev/null)
-  }
-  deb="$(ls "$DL/${pkg}_"*_amd64.deb | head -n1)"
+    read -r pkg version <<< "$(kernel)" || true
+    deb="$DL/${pkg}_${version//:/%3a}_amd64.deb"
+    (cd "$DL" && apt-get download -q "$pkg=$version" >/dev/null)
+  fi
+  [ -f "$deb" ] || { echo "build.sh: apt-get download did not produce $deb" >&2; exit 1; }
 fi
 stamp="$(basename "$deb") $(cat "$deb" "$HERE/build.sh" "$HERE/init" | sha256sum | cut -d' ' -f1)"
 if [ -f "$DIR/initrd.gz" ] && [ -f "$DIR/vmlinuz" ] && [ "$(cat "$DIR/stamp" 2>/dev/null)" = "$stamp" ]; then
@@ -58,8 +73,8 @@ cp "$HERE/init" "$root/init"
 chmod 755 "$root/init" "$root/bin/busybox"
 
 # Each wanted module after its dependencies (modules.dep lists them deepest
-# last), once; vivid with two devices that have only a video capture node
-# each: /dev/video0 and /dev/video1.
+# last), once; vivid with three devices that have only a video capture node
+# each: /dev/video0, 1 and 2.
 declare -A loaded=()
 add() {
   local path="$1" params="$2" name
@@ -76,7 +91,7 @@ for wanted in virtio_pci 9pnet_virtio 9p vivid; do
   read -r -a deps <<< "${line#*:}"
   for ((i = ${#deps[@]} - 1; i >= 0; i--)); do add "${deps[$i]}" ""; done
   params=""
-  [ "$wanted" = vivid ] && params="n_devs=2 node_types=0x1,0x1"
+  [ "$wanted" = vivid ] && params="n_devs=3 node_types=0x1,0x1,0x1"
   add "$target" "$params"
 done
 

@@ -12,7 +12,12 @@
 //! A V4L2 device captures at the size and rate its URL asks for, else at the
 //! largest size it offers up to [`V4L2_PREFERRED_MAX`] (GStreamer alone would
 //! take the largest it offers: 4K on many webcams, a cost in conversion the
-//! detector's 416-pixel input does not repay), else at whatever it offers.
+//! detector's 416-pixel input does not repay). A device with no such size
+//! fails to negotiate; the camera's next attempt then opens it with
+//! [`SourceKind::wide_launch_line`], at whatever it offers. (Both in one caps
+//! list would not do: GStreamer 1.22's `v4l2src` takes the first structure's
+//! largest size as its preference and then prefers the smallest size *above*
+//! it, from any structure, to any size below it.)
 //!
 //! Credentials in a URL's userinfo are taken out of it: GStreamer gets the
 //! bare URL (so its own error messages cannot contain them) and the user and
@@ -30,8 +35,9 @@ pub const SUPPORTED: &str = "rtsp://, rtsps://, http://, https://, file:///path,
 pub const V4L2_PREFERRED_MAX: (u32, u32) = (1280, 720);
 
 /// What a V4L2 device may deliver, for its capture settings: raw video, or
-/// the compressed streams of UVC cameras (`decodebin` decodes them).
-const V4L2_MEDIA_TYPES: [&str; 3] = ["video/x-raw", "image/jpeg", "video/x-h264"];
+/// the compressed streams of UVC cameras (`decodebin` decodes them). At equal
+/// sizes `v4l2src` keeps this order: raw first, which costs no decoding.
+const V4L2_MEDIA_TYPES: [&str; 4] = ["video/x-raw", "image/jpeg", "video/x-h264", "video/x-h265"];
 
 /// `videotestsrc` patterns (GStreamer 1.22), by nickname.
 pub const TEST_PATTERNS: &[&str] = &[
@@ -88,8 +94,8 @@ pub enum SourceKind {
         /// Capture size `(width, height)` from the URL; `None`: the largest
         /// the device offers up to [`V4L2_PREFERRED_MAX`], else any.
         size: Option<(u32, u32)>,
-        /// Capture rate from the URL, a fraction; `None`: the device's
-        /// choice for the size.
+        /// Capture rate from the URL, a fraction; `None`: the rate
+        /// `v4l2src` picks for the size (the highest it offers, up to 120).
         fps: Option<(u32, u32)>,
     },
     /// GStreamer's `videotestsrc`, live.
@@ -114,7 +120,8 @@ impl SourceKind {
     }
 
     /// What to add to a pipeline error that says the source and the rest
-    /// of the pipeline found no format in common ("not-negotiated").
+    /// of the pipeline found no format in common ("not-negotiated"), once
+    /// any [`wide_launch_line`](Self::wide_launch_line) has been tried.
     pub fn negotiation_hint(&self) -> Option<String> {
         match self {
             SourceKind::V4l2 { device, size, fps } if size.is_some() || fps.is_some() => {
@@ -141,43 +148,26 @@ impl SourceKind {
     /// is applied) to RGB and an `appsink` named `sink`. `uridecodebin` and
     /// `decodebin` pick hardware decoders where GStreamer ranks them first
     /// and fall back to software ones.
+    ///
+    /// A V4L2 device captures as its URL sets, else at the largest size it
+    /// offers up to [`V4L2_PREFERRED_MAX`].
     pub fn launch_line(&self) -> String {
-        let tail = "videoconvert name=convert ! video/x-raw,format=RGB ! \
-                    appsink name=sink sync=false max-buffers=1 drop=false emit-signals=false";
         match self {
             SourceKind::Rtsp { uri } | SourceKind::Http { uri } | SourceKind::File { uri } => {
                 format!(
-                    "uridecodebin name=src uri=\"{}\" ! {tail}",
+                    "uridecodebin name=src uri=\"{}\" ! {TAIL}",
                     uri.replace('"', "%22")
                 )
             }
             SourceKind::V4l2 { device, size, fps } => {
-                let rate = fps
-                    .map(|(num, den)| format!(",framerate={num}/{den}"))
-                    .unwrap_or_default();
-                let structures = |size: &str| {
-                    V4L2_MEDIA_TYPES
-                        .iter()
-                        .map(|media| format!("{media}{size}{rate}"))
-                        .collect::<Vec<_>>()
-                        .join(";")
-                };
-                // The device takes the first structure it can deliver.
-                let caps = match size {
-                    Some((width, height)) => structures(&format!(",width={width},height={height}")),
+                let size = match size {
+                    Some((width, height)) => format!(",width={width},height={height}"),
                     None => {
                         let (width, height) = V4L2_PREFERRED_MAX;
-                        format!(
-                            "{};{}",
-                            structures(&format!(",width=[1,{width}],height=[1,{height}]")),
-                            structures("")
-                        )
+                        format!(",width=[1,{width}],height=[1,{height}]")
                     }
                 };
-                format!(
-                    "v4l2src name=src device=\"{device}\" ! capsfilter name=capture caps=\"{caps}\" ! \
-                     decodebin ! {tail}"
-                )
+                v4l2_line(device, Some(v4l2_caps(&size, *fps)))
             }
             SourceKind::TestPattern {
                 pattern,
@@ -186,10 +176,56 @@ impl SourceKind {
                 fps: (num, den),
             } => format!(
                 "videotestsrc name=src is-live=true pattern={pattern} ! \
-                 video/x-raw,width={width},height={height},framerate={num}/{den} ! {tail}"
+                 video/x-raw,width={width},height={height},framerate={num}/{den} ! {TAIL}"
             ),
         }
     }
+
+    /// For a V4L2 camera whose URL sets no size: the launch line that
+    /// captures at any size (at the URL's `fps`, if set; in any format
+    /// `decodebin` can decode, if not), for when the device offers nothing
+    /// up to [`V4L2_PREFERRED_MAX`]. `None` for every other source.
+    pub fn wide_launch_line(&self) -> Option<String> {
+        match self {
+            SourceKind::V4l2 {
+                device,
+                size: None,
+                fps,
+            } => Some(v4l2_line(device, fps.map(|fps| v4l2_caps("", Some(fps))))),
+            _ => None,
+        }
+    }
+}
+
+/// What follows every source: an element named `convert` (a `videoconvert`,
+/// where the frame-rate limit is applied) to RGB and an `appsink` named
+/// `sink`.
+const TAIL: &str = "videoconvert name=convert ! video/x-raw,format=RGB ! \
+                    appsink name=sink sync=false max-buffers=1 drop=false emit-signals=false";
+
+/// `v4l2src` on `device`, a capsfilter named `capture` with `caps` if any,
+/// then `decodebin` and the [`TAIL`].
+fn v4l2_line(device: &str, caps: Option<String>) -> String {
+    match caps {
+        Some(caps) => format!(
+            "v4l2src name=src device=\"{device}\" ! capsfilter name=capture caps=\"{caps}\" ! \
+             decodebin ! {TAIL}"
+        ),
+        None => format!("v4l2src name=src device=\"{device}\" ! decodebin ! {TAIL}"),
+    }
+}
+
+/// Caps for each of [`V4L2_MEDIA_TYPES`] with `size` (`",width=…,height=…"`
+/// or empty) and the rate, if any.
+fn v4l2_caps(size: &str, fps: Option<(u32, u32)>) -> String {
+    let rate = fps
+        .map(|(num, den)| format!(",framerate={num}/{den}"))
+        .unwrap_or_default();
+    V4L2_MEDIA_TYPES
+        .iter()
+        .map(|media| format!("{media}{size}{rate}"))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// What the agent prints for a source: the URL without credentials.
@@ -257,7 +293,7 @@ impl fmt::Debug for Credentials {
 pub fn parse_url(url: &str) -> Result<(SourceKind, Option<Credentials>), String> {
     let url = url.trim();
     if url.starts_with("/dev/") {
-        return v4l2(url).map(|kind| (kind, None));
+        return v4l2(url, url).map(|kind| (kind, None));
     }
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(format!(
@@ -305,7 +341,7 @@ pub fn parse_url(url: &str) -> Result<(SourceKind, Option<Credentials>), String>
             }
             Ok((SourceKind::File { uri: url.into() }, None))
         }
-        "v4l2" => v4l2(rest).map(|kind| (kind, None)),
+        "v4l2" => v4l2(url, rest).map(|kind| (kind, None)),
         "test" | "testsrc" => test_pattern(url, rest).map(|kind| (kind, None)),
         _ => Err(format!(
             "url {:?}: unknown scheme {scheme:?} (supported: {SUPPORTED})",
@@ -319,32 +355,36 @@ pub fn file_path(uri: &str) -> Option<String> {
     uri.strip_prefix("file://").map(percent_decode)
 }
 
-fn v4l2(url: &str) -> Result<SourceKind, String> {
-    let (device, query) = url.split_once('?').unwrap_or((url, ""));
+/// A V4L2 camera: `rest` is the device path and query (`/dev/video0?…`),
+/// `url` the whole URL, for errors.
+fn v4l2(url: &str, rest: &str) -> Result<SourceKind, String> {
+    let (device, query) = rest.split_once('?').unwrap_or((rest, ""));
     let ok = device.starts_with("/dev/")
         && device.len() > "/dev/".len()
-        && !device
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | '!'));
+        && !device.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | '!' | '&' | '=')
+        });
     if !ok {
         return Err(format!(
-            "V4L2 device {device:?} is not a device node like /dev/video0"
+            "V4L2 device {device:?} is not a device node like /dev/video0 \
+             (settings follow a '?': /dev/video0?width=640&height=480&fps=15)"
         ));
     }
     let (mut width, mut height, mut fps) = (None, None, None);
     let mut problems = Vec::new();
     for (key, value) in query_pairs(query) {
         match key {
-            "width" => width = parse_setting(key, value, parse_size, &mut problems),
-            "height" => height = parse_setting(key, value, parse_size, &mut problems),
-            "fps" => fps = parse_setting(key, value, parse_fraction, &mut problems),
+            "width" => width = Some(parse_setting(key, value, parse_size, &mut problems)),
+            "height" => height = Some(parse_setting(key, value, parse_size, &mut problems)),
+            "fps" => fps = parse_setting(key, value, parse_rate, &mut problems),
             _ => problems.push(format!("unknown setting {key:?} (width, height, fps)")),
         }
     }
     let size = match (width, height) {
-        (Some(width), Some(height)) => Some((width, height)),
+        (Some(Some(width)), Some(Some(height))) => Some((width, height)),
         (None, None) => None,
-        _ if !problems.is_empty() => None,
+        // One that did not parse is reported already.
+        (Some(None), _) | (_, Some(None)) => None,
         _ => {
             problems.push("width and height go together".into());
             None
@@ -357,7 +397,7 @@ fn v4l2(url: &str) -> Result<SourceKind, String> {
             fps,
         })
     } else {
-        Err(format!("V4L2 url {url:?}: {}", problems.join("; ")))
+        Err(format!("url {url:?}: {}", problems.join("; ")))
     }
 }
 
@@ -370,30 +410,31 @@ fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// A width or height: 16 to 8192 pixels.
-fn parse_size(value: &str) -> Option<u32> {
+fn parse_size(value: &str) -> Result<u32, String> {
     value
         .parse::<u32>()
         .ok()
         .filter(|v| (16..=8192).contains(v))
+        .ok_or_else(|| "is not 16 to 8192 pixels".into())
 }
 
-/// `parse(value)`, or `None` with the problem, naming `key`, in `problems`.
+/// A frame rate: [`parse_fraction`].
+fn parse_rate(value: &str) -> Result<(u32, u32), String> {
+    parse_fraction(value)
+        .ok_or_else(|| "is not a rate above 0 and up to 1000 (10, 2.5 or 30000/1001)".into())
+}
+
+/// `parse(value)`, or `None` with the problem ("KEY "VALUE" why") in
+/// `problems`.
 fn parse_setting<T>(
     key: &str,
     value: &str,
-    parse: fn(&str) -> Option<T>,
+    parse: fn(&str) -> Result<T, String>,
     problems: &mut Vec<String>,
 ) -> Option<T> {
-    let parsed = parse(value);
-    if parsed.is_none() {
-        problems.push(match key {
-            "fps" => format!(
-                "fps {value:?} is not a rate above 0 and up to 1000 (10, 2.5 or 30000/1001)"
-            ),
-            _ => format!("{key} {value:?} is not 16 to 8192 pixels"),
-        });
-    }
-    parsed
+    parse(value)
+        .map_err(|why| problems.push(format!("{key} {value:?} {why}")))
+        .ok()
 }
 
 fn test_pattern(url: &str, rest: &str) -> Result<SourceKind, String> {
@@ -418,7 +459,7 @@ fn test_pattern(url: &str, rest: &str) -> Result<SourceKind, String> {
             "height" => {
                 height = parse_setting(key, value, parse_size, &mut problems).unwrap_or(height)
             }
-            "fps" => fps = parse_setting(key, value, parse_fraction, &mut problems).unwrap_or(fps),
+            "fps" => fps = parse_setting(key, value, parse_rate, &mut problems).unwrap_or(fps),
             _ => problems.push(format!(
                 "unknown setting {key:?} (pattern, width, height, fps)"
             )),
@@ -632,17 +673,24 @@ mod tests {
             );
             assert!(kind.is_live());
             assert_eq!(kind.to_string(), "v4l2:///dev/video2");
-            // Up to 1280x720 first, in any media type; then anything.
+            // Up to 1280x720, in any of the media types; nothing larger.
+            assert_eq!(
+                kind.launch_line(),
+                "v4l2src name=src device=\"/dev/video2\" ! capsfilter name=capture \
+                 caps=\"video/x-raw,width=[1,1280],height=[1,720];\
+                 image/jpeg,width=[1,1280],height=[1,720];\
+                 video/x-h264,width=[1,1280],height=[1,720];\
+                 video/x-h265,width=[1,1280],height=[1,720]\" ! decodebin ! \
+                 videoconvert name=convert ! video/x-raw,format=RGB ! appsink name=sink \
+                 sync=false max-buffers=1 drop=false emit-signals=false"
+            );
+            // Wide: anything decodebin can decode.
             assert!(
-                kind.launch_line().starts_with(
-                    "v4l2src name=src device=\"/dev/video2\" ! capsfilter name=capture \
-                     caps=\"video/x-raw,width=[1,1280],height=[1,720];\
-                     image/jpeg,width=[1,1280],height=[1,720];\
-                     video/x-h264,width=[1,1280],height=[1,720];\
-                     video/x-raw;image/jpeg;video/x-h264\" ! decodebin ! videoconvert name=convert"
+                kind.wide_launch_line().unwrap().starts_with(
+                    "v4l2src name=src device=\"/dev/video2\" ! decodebin ! videoconvert"
                 ),
-                "{}",
-                kind.launch_line()
+                "{:?}",
+                kind.wide_launch_line()
             );
         }
         let sized = parse_url("/dev/video1?width=640&height=360&fps=30000/1001")
@@ -656,19 +704,17 @@ mod tests {
                 fps: Some((30000, 1001)),
             }
         );
-        assert_eq!(
-            sized.to_string(),
-            "v4l2:///dev/video1?width=640&height=360&fps=30000/1001"
-        );
         assert!(
             sized.launch_line().contains(
                 "caps=\"video/x-raw,width=640,height=360,framerate=30000/1001;\
                  image/jpeg,width=640,height=360,framerate=30000/1001;\
-                 video/x-h264,width=640,height=360,framerate=30000/1001\" ! decodebin"
+                 video/x-h264,width=640,height=360,framerate=30000/1001;\
+                 video/x-h265,width=640,height=360,framerate=30000/1001\" ! decodebin"
             ),
             "{}",
             sized.launch_line()
         );
+        assert_eq!(sized.wide_launch_line(), None, "its size is set");
         assert!(
             sized
                 .negotiation_hint()
@@ -676,20 +722,44 @@ mod tests {
                 .contains("width, height or fps")
         );
         let rate = parse_url("v4l2:///dev/video0?fps=15").unwrap().0;
-        assert_eq!(rate.to_string(), "v4l2:///dev/video0?fps=15/1");
         assert!(
             rate.launch_line()
-                .contains("video/x-raw,width=[1,1280],height=[1,720],framerate=15/1;")
-                && rate.launch_line().contains(";video/x-raw,framerate=15/1;"),
+                .contains("video/x-raw,width=[1,1280],height=[1,720],framerate=15/1;"),
             "{}",
             rate.launch_line()
         );
+        assert!(
+            rate.wide_launch_line().unwrap().contains(
+                "caps=\"video/x-raw,framerate=15/1;image/jpeg,framerate=15/1;\
+                 video/x-h264,framerate=15/1;video/x-h265,framerate=15/1\""
+            ),
+            "{:?}",
+            rate.wide_launch_line()
+        );
+        let plain = parse_url("/dev/video0").unwrap().0;
+        // Display gives back a URL that parses to the same source.
+        for kind in [&sized, &rate, &plain] {
+            assert_eq!(&parse_url(&kind.to_string()).unwrap().0, kind);
+        }
+        assert_eq!(
+            sized.to_string(),
+            "v4l2:///dev/video1?width=640&height=360&fps=30000/1001"
+        );
+        assert_eq!(rate.to_string(), "v4l2:///dev/video0?fps=15/1");
         // Every launch line parses, as GStreamer reads it.
         gstreamer::init().unwrap();
-        for kind in [&sized, &rate, &parse_url("/dev/video0").unwrap().0] {
-            let pipeline = gstreamer::parse::launch(&kind.launch_line()).unwrap();
-            drop(pipeline);
+        let lines = [&sized, &rate, &plain]
+            .into_iter()
+            .flat_map(|kind| [Some(kind.launch_line()), kind.wide_launch_line()])
+            .flatten();
+        for line in lines {
+            let pipeline = gstreamer::parse::launch(&line);
+            assert!(pipeline.is_ok(), "{line}: {pipeline:?}");
         }
+        assert_eq!(
+            parse_url("rtsp://cam/live").unwrap().0.wide_launch_line(),
+            None
+        );
 
         let test = parse_url("testsrc://?pattern=smpte&width=320&height=240&fps=2.5")
             .unwrap()
@@ -730,16 +800,23 @@ mod tests {
         assert!(parse_url("v4l2://").is_err());
         assert!(parse_url("/dev/video0 ! fakesink").is_err());
         let err = parse_url("v4l2:///dev/video0?width=640&fps=0&zoom=2").unwrap_err();
-        for needle in ["fps \"0\"", "unknown setting \"zoom\" (width, height, fps)"] {
+        for needle in [
+            "url \"v4l2:///dev/video0?width=640&fps=0&zoom=2\": ",
+            "fps \"0\" is not a rate",
+            "unknown setting \"zoom\" (width, height, fps)",
+            "width and height go together",
+        ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }
         let err = parse_url("/dev/video0?height=480").unwrap_err();
         assert!(err.contains("width and height go together"), "{err}");
         let err = parse_url("/dev/video0?width=8&height=480").unwrap_err();
         assert!(
-            err.contains("width \"8\" is not 16 to 8192 pixels"),
+            err.contains("width \"8\" is not 16 to 8192 pixels") && !err.contains("go together"),
             "{err}"
         );
+        let err = parse_url("/dev/video0&width=640").unwrap_err();
+        assert!(err.contains("settings follow a '?'"), "{err}");
         let err = parse_url("testsrc://?pattern=plaid&width=8&fps=0&colour=red").unwrap_err();
         for needle in [
             "pattern \"plaid\" is not one of",
