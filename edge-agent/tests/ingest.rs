@@ -911,3 +911,103 @@ fn v4l2_device_checks() {
         "15 fps: {median} us between frames ({spacing:?})"
     );
 }
+
+/// The `edge-agent` binary sets [`source::PROCESS_ENVIRONMENT`] for itself
+/// before it starts (GStreamer's V4L2 elements would otherwise keep a
+/// device open after each stop): run with an empty environment and a V4L2
+/// camera, it does not warn that the variables are missing, and the camera,
+/// whose device does not exist, is reported down by its source.
+#[test]
+fn the_agent_binary_sets_the_environment_its_v4l2_cameras_need() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens there: messages go to the spool.
+    let kafka = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            onnxruntime_library = "{lib}"
+            [kafka]
+            bootstrap_servers = "{kafka}"
+            [spool]
+            dir = "{spool}"
+            [egress]
+            shutdown_timeout_s = 1
+            [detector]
+            model = "{detector}"
+            [embedder]
+            enabled = false
+            model = "{embedder}"
+            [[cameras]]
+            id = "webcam"
+            url = "/dev/video-argus-absent"
+            reconnect_max_s = 0.5
+            "#,
+            lib = common::asset("libonnxruntime.so.1.31.1").display(),
+            spool = dir.path().join("spool").display(),
+            detector = common::asset("yolov3-tiny.onnx").display(),
+            embedder = common::asset("mobilenetv2-embedder-128.onnx").display(),
+        ),
+    )
+    .unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stderr = agent.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Two failed attempts: the source ran, with whatever environment the
+    // process had by then.
+    while log
+        .iter()
+        .filter(|l: &&String| l.contains("Camera lost"))
+        .count()
+        < 2
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &agent.id().to_string()])
+        .status();
+    let status = agent.wait().unwrap();
+    log.extend(seen.try_iter());
+    let log = log.join("\n");
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(
+        log.contains("Edge agent starting") && log.contains("Camera lost"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Cannot identify device '/dev/video-argus-absent'"),
+        "{log}"
+    );
+    assert!(!log.contains("will stay open after a reconnect"), "{log}");
+}
