@@ -201,7 +201,7 @@ pub async fn run_with(
     if let Some(camera) = config.cameras.iter().find(v4l2)
         && !missing.is_empty()
     {
-        tracing::warn!(camera = %camera.id, ?missing, "V4L2 devices will stay open after a reconnect: the edge-agent binary sets these variables, this process lacks them");
+        tracing::warn!(camera = %camera.id, ?missing, "{}", source::MISSING_ENVIRONMENT);
     }
     for (camera, filter) in config.cameras.iter().zip(&filters) {
         if !filter.is_empty() {

@@ -2,8 +2,9 @@
 //!
 //! Each camera runs on its own thread. Its `url` picks the source
 //! ([`kind`]): RTSP (TCP or UDP), HTTP(S) and files through `uridecodebin`,
-//! V4L2 devices through `v4l2src`, a capsfilter for their capture size and
-//! rate, and `decodebin`, and a live `videotestsrc`.
+//! V4L2 devices through `v4l2src`, a capsfilter for their capture mode
+//! (what the URL sets, else the largest size up to 1280x720 the device
+//! lists when it opens) and `decodebin`, and a live `videotestsrc`.
 //! Decoding takes hardware decoders where GStreamer ranks them first and
 //! software ones otherwise. Decoded frames pass the camera's analysis rate
 //! ([`rate`], a probe in front of the RGB conversion, so skipped frames cost
@@ -55,6 +56,11 @@ pub mod rate;
 ///   in the V4L2 test VM (edge-agent/tests/ingest.rs), a stop then leaves no
 ///   descriptor open, with or without an unplug first.
 pub const PROCESS_ENVIRONMENT: &[(&str, &str)] = &[("GST_V4L2_FORCE_DRAIN", "1")];
+
+/// What the agent logs at start when a V4L2 camera would run without the
+/// variables of [`PROCESS_ENVIRONMENT`].
+pub const MISSING_ENVIRONMENT: &str = "V4L2 devices will stay open after a reconnect: \
+     the edge-agent binary sets these variables, this process lacks them";
 
 /// The variables of [`PROCESS_ENVIRONMENT`] missing from this process's
 /// environment: empty once `main` has set them. The agent warns at start
@@ -201,15 +207,11 @@ pub fn run_camera(
     let cap = Duration::from_secs_f64(camera.reconnect_max_s);
     let mut backoff = Backoff::new(cap, backoff::seed(index));
     let mut seq = 0u64;
-    // A V4L2 device with no size up to the preferred maximum is opened at
-    // any size from then on (see `kind`).
-    let mut launch = source.kind.launch_line();
-    let mut widened = false;
     tracing::info!(camera = %camera.id, source = %source.kind, live = source.kind.is_live(), max_fps = camera.max_fps, "Camera starting");
     loop {
         let before = seq;
         let end = match play_once(
-            index, camera, &source, &launch, &redactor, queue, stats, stop, &mut seq, on_health,
+            index, camera, &source, &redactor, queue, stats, stop, &mut seq, on_health,
         ) {
             Ok(end) => end,
             Err(summary) => RunEnd::error(summary),
@@ -240,23 +242,14 @@ pub fn run_camera(
                 debug: details,
             } => {
                 tracing::debug!(camera = %camera.id, error = %summary, %details, "Camera pipeline error");
-                let wide = source.kind.wide_launch_line().filter(|_| !widened);
-                let summary = match wide {
-                    _ if !details.contains("not-negotiated") => summary,
-                    Some(wide) => {
-                        (launch, widened) = (wide, true);
-                        let (width, height) = kind::V4L2_PREFERRED_MAX;
-                        tracing::warn!(camera = %camera.id, "V4L2 device offers no size up to {width}x{height}; opening it at the sizes it offers");
-                        format!(
-                            "{summary}: no size up to {width}x{height}; next, the sizes it offers"
-                        )
-                    }
-                    None => match source.kind.negotiation_hint() {
-                        Some(hint) => format!("{summary}: {hint}"),
-                        None => summary,
-                    },
-                };
-                (State::Down, summary)
+                let hint = source
+                    .kind
+                    .negotiation_hint()
+                    .filter(|_| details.contains("not-negotiated"));
+                match hint {
+                    Some(hint) => (State::Down, format!("{summary} {hint}")),
+                    None => (State::Down, summary),
+                }
             }
             RunEnd::Stalled(summary) => (State::Stalled, summary),
         };
@@ -348,7 +341,6 @@ fn play_once(
     index: usize,
     camera: &CameraConfig,
     source: &Source,
-    launch: &str,
     redactor: &Redactor,
     queue: &Arc<FrameQueue>,
     stats: &Arc<CameraStats>,
@@ -357,7 +349,7 @@ fn play_once(
     on_health: &dyn Fn(usize),
 ) -> Result<RunEnd, String> {
     gst::init().map_err(|e| format!("GStreamer initialisation: {e}"))?;
-    let pipeline = gst::parse::launch(launch)
+    let pipeline = gst::parse::launch(&source.kind.launch_line())
         .map_err(|e| redactor.clean(&format!("pipeline: {e}")))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "launch line did not make a pipeline".to_string())?;
@@ -476,9 +468,9 @@ fn play_once(
             .build(),
     );
     let bus = pipeline.0.bus().ok_or("pipeline has no bus")?;
-    if let Err(error) = pipeline.0.set_state(gst::State::Playing) {
-        // The element that refused says why on the bus (a device that is
-        // busy or gone, say); the state change error itself does not.
+    // The element that refused a state says why on the bus (a device that
+    // is busy or gone, say); the state change error itself does not.
+    let refused = |error: gst::StateChangeError| {
         let reason = bus
             .pop_filtered(&[gst::MessageType::Error])
             .and_then(|message| match message.view() {
@@ -486,8 +478,31 @@ fn play_once(
                 _ => None,
             })
             .unwrap_or_else(|| error.to_string());
-        return Err(redactor.clean(&format!("cannot start {}: {reason}", source.kind)));
+        redactor.clean(&format!("cannot start {}: {reason}", source.kind))
+    };
+    if let SourceKind::V4l2 {
+        size: None, fps, ..
+    } = source.kind
+    {
+        // Open the device (READY), read the modes it lists, and set the
+        // largest size up to the preferred maximum.
+        pipeline.0.set_state(gst::State::Ready).map_err(refused)?;
+        let offered = by_name("src")?
+            .static_pad("src")
+            .ok_or("v4l2src has no src pad")?
+            .query_caps(None);
+        match kind::preferred_v4l2_mode(&offered, fps) {
+            Some(mode) => {
+                tracing::debug!(camera = %camera.id, %mode, "V4L2 capture mode");
+                by_name("capture")?.set_property("caps", &mode);
+            }
+            None => {
+                let (width, height) = kind::V4L2_PREFERRED_MAX;
+                tracing::info!(camera = %camera.id, %offered, "V4L2 device offers no mode up to {width}x{height}; capturing at a size it offers");
+            }
+        }
     }
+    pipeline.0.set_state(gst::State::Playing).map_err(refused)?;
     let mut reported_up = false;
     let stall_after = Duration::from_secs_f64(camera.stall_timeout_s);
     let (mut last_count, mut last_progress) = (0, Instant::now());

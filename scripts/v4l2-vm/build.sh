@@ -48,6 +48,7 @@ if [ ! -f "$deb" ]; then
     # Lists older than the archive: the version (or the package) is gone.
     $SUDO apt-get update -qq
     read -r pkg version <<< "$(kernel)" || true
+    [ -n "${pkg:-}" ] || { echo "build.sh: no kernel package behind linux-image-amd64" >&2; exit 1; }
     deb="$DL/${pkg}_${version//:/%3a}_amd64.deb"
     (cd "$DL" && apt-get download -q "$pkg=$version" >/dev/null)
   fi

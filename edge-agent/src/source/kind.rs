@@ -9,15 +9,14 @@
 //! | `v4l2:///dev/videoN` or `/dev/videoN`, `…?width=1280&height=720&fps=15` | [`SourceKind::V4l2`] | yes |
 //! | `test://` or `testsrc://?pattern=ball&width=640&height=480&fps=10` | [`SourceKind::TestPattern`] | yes |
 //!
-//! A V4L2 device captures at the size and rate its URL asks for, else at the
-//! largest size it offers up to [`V4L2_PREFERRED_MAX`] (GStreamer alone would
-//! take the largest it offers: 4K on many webcams, a cost in conversion the
-//! detector's 416-pixel input does not repay). A device with no such size
-//! fails to negotiate; the camera's next attempt then opens it with
-//! [`SourceKind::wide_launch_line`], at whatever it offers. (Both in one caps
-//! list would not do: GStreamer 1.22's `v4l2src` takes the first structure's
-//! largest size as its preference and then prefers the smallest size *above*
-//! it, from any structure, to any size below it.)
+//! A V4L2 device captures at the size and rate its URL asks for. Without a
+//! size, the source opens the device, reads the modes it lists and sets the
+//! largest size up to [`V4L2_PREFERRED_MAX`] ([`preferred_v4l2_mode`]), else
+//! leaves it any size. GStreamer alone would take the largest it offers (4K
+//! on many webcams, a cost in conversion the detector's 416-pixel input does
+//! not repay), and caps with a size range do not say "largest within": 1.22's
+//! `v4l2src` then prefers the range's maximum, or the smallest size above
+//! it, and sizes below it in list order.
 //!
 //! Credentials in a URL's userinfo are taken out of it: GStreamer gets the
 //! bare URL (so its own error messages cannot contain them) and the user and
@@ -30,8 +29,8 @@ use std::fmt;
 pub const SUPPORTED: &str = "rtsp://, rtsps://, http://, https://, file:///path, \
                              v4l2:///dev/videoN (or /dev/videoN), test:// or testsrc://";
 
-/// The largest capture size a V4L2 camera is opened at when its URL sets
-/// none: 1280x720, or the largest size the device offers within it.
+/// The largest capture size a V4L2 camera whose URL sets none is opened at:
+/// the largest size the device offers within 1280x720, if it has one.
 pub const V4L2_PREFERRED_MAX: (u32, u32) = (1280, 720);
 
 /// What a V4L2 device may deliver, for its capture settings: raw video, or
@@ -92,7 +91,8 @@ pub enum SourceKind {
         /// Device node, e.g. `/dev/video0`.
         device: String,
         /// Capture size `(width, height)` from the URL; `None`: the largest
-        /// the device offers up to [`V4L2_PREFERRED_MAX`], else any.
+        /// the device offers up to [`V4L2_PREFERRED_MAX`], else any
+        /// ([`preferred_v4l2_mode`]).
         size: Option<(u32, u32)>,
         /// Capture rate from the URL, a fraction; `None`: the rate
         /// `v4l2src` picks for the size (the highest it offers, up to 120).
@@ -120,22 +120,19 @@ impl SourceKind {
     }
 
     /// What to add to a pipeline error that says the source and the rest
-    /// of the pipeline found no format in common ("not-negotiated"), once
-    /// any [`wide_launch_line`](Self::wide_launch_line) has been tried.
+    /// of the pipeline found no format in common ("not-negotiated").
     pub fn negotiation_hint(&self) -> Option<String> {
-        match self {
-            SourceKind::V4l2 { device, size, fps } if size.is_some() || fps.is_some() => {
-                Some(format!(
-                    "{device} does not capture at the width, height or fps its url sets \
-                     (`v4l2-ctl -d {device} --list-formats-ext` lists what it offers)"
-                ))
-            }
-            SourceKind::V4l2 { device, .. } => Some(format!(
-                "{device} offers no format GStreamer can decode \
-                 (`v4l2-ctl -d {device} --list-formats-ext` lists what it offers)"
-            )),
-            _ => None,
-        }
+        let SourceKind::V4l2 { device, size, fps } = self else {
+            return None;
+        };
+        let what = if size.is_some() || fps.is_some() {
+            "does not capture at the width, height or fps its url sets"
+        } else {
+            "offers no raw, MJPEG, H.264 or H.265 mode"
+        };
+        Some(format!(
+            "{device} {what} (`v4l2-ctl -d {device} --list-formats-ext` lists what it offers)"
+        ))
     }
 
     /// Whether credentials can be given to it.
@@ -149,8 +146,9 @@ impl SourceKind {
     /// `decodebin` pick hardware decoders where GStreamer ranks them first
     /// and fall back to software ones.
     ///
-    /// A V4L2 device captures as its URL sets, else at the largest size it
-    /// offers up to [`V4L2_PREFERRED_MAX`].
+    /// A V4L2 device's capsfilter, named `capture`, holds what its URL sets;
+    /// without a size, any size, until the source sets the size
+    /// [`preferred_v4l2_mode`] picks once the device is open.
     pub fn launch_line(&self) -> String {
         match self {
             SourceKind::Rtsp { uri } | SourceKind::Http { uri } | SourceKind::File { uri } => {
@@ -160,14 +158,14 @@ impl SourceKind {
                 )
             }
             SourceKind::V4l2 { device, size, fps } => {
-                let size = match size {
-                    Some((width, height)) => format!(",width={width},height={height}"),
-                    None => {
-                        let (width, height) = V4L2_PREFERRED_MAX;
-                        format!(",width=[1,{width}],height=[1,{height}]")
-                    }
-                };
-                v4l2_line(device, Some(v4l2_caps(&size, *fps)))
+                let size = size
+                    .map(|(width, height)| format!(",width={width},height={height}"))
+                    .unwrap_or_default();
+                format!(
+                    "v4l2src name=src device=\"{device}\" ! capsfilter name=capture caps=\"{}\" ! \
+                     decodebin ! {TAIL}",
+                    v4l2_caps(&size, *fps)
+                )
             }
             SourceKind::TestPattern {
                 pattern,
@@ -180,21 +178,6 @@ impl SourceKind {
             ),
         }
     }
-
-    /// For a V4L2 camera whose URL sets no size: the launch line that
-    /// captures at any size (at the URL's `fps`, if set; in any format
-    /// `decodebin` can decode, if not), for when the device offers nothing
-    /// up to [`V4L2_PREFERRED_MAX`]. `None` for every other source.
-    pub fn wide_launch_line(&self) -> Option<String> {
-        match self {
-            SourceKind::V4l2 {
-                device,
-                size: None,
-                fps,
-            } => Some(v4l2_line(device, fps.map(|fps| v4l2_caps("", Some(fps))))),
-            _ => None,
-        }
-    }
 }
 
 /// What follows every source: an element named `convert` (a `videoconvert`,
@@ -203,29 +186,99 @@ impl SourceKind {
 const TAIL: &str = "videoconvert name=convert ! video/x-raw,format=RGB ! \
                     appsink name=sink sync=false max-buffers=1 drop=false emit-signals=false";
 
-/// `v4l2src` on `device`, a capsfilter named `capture` with `caps` if any,
-/// then `decodebin` and the [`TAIL`].
-fn v4l2_line(device: &str, caps: Option<String>) -> String {
-    match caps {
-        Some(caps) => format!(
-            "v4l2src name=src device=\"{device}\" ! capsfilter name=capture caps=\"{caps}\" ! \
-             decodebin ! {TAIL}"
-        ),
-        None => format!("v4l2src name=src device=\"{device}\" ! decodebin ! {TAIL}"),
-    }
-}
-
 /// Caps for each of [`V4L2_MEDIA_TYPES`] with `size` (`",width=…,height=…"`
 /// or empty) and the rate, if any.
 fn v4l2_caps(size: &str, fps: Option<(u32, u32)>) -> String {
+    V4L2_MEDIA_TYPES
+        .iter()
+        .map(|media| v4l2_mode(media, size, fps))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// One caps structure: `media`, `size` (`",width=…,height=…"` or empty) and
+/// the rate, if any.
+fn v4l2_mode(media: &str, size: &str, fps: Option<(u32, u32)>) -> String {
     let rate = fps
         .map(|(num, den)| format!(",framerate={num}/{den}"))
         .unwrap_or_default();
-    V4L2_MEDIA_TYPES
-        .iter()
-        .map(|media| format!("{media}{size}{rate}"))
-        .collect::<Vec<_>>()
-        .join(";")
+    format!("{media}{size}{rate}")
+}
+
+/// The capture mode for a V4L2 camera whose URL sets no size, from the
+/// modes its device offers (`offered`: the caps of `v4l2src`'s pad once the
+/// device is open): the largest size (by pixels) up to
+/// [`V4L2_PREFERRED_MAX`], at `fps` if set, in the first of
+/// [`V4L2_MEDIA_TYPES`] that has it. `None`: no such mode; the camera then
+/// takes any size.
+///
+/// A device's sizes are single values, lists or (stepwise devices) ranges;
+/// of a range the largest size within the limit is tried. A candidate is
+/// kept only when the device's caps intersect it, which also checks the
+/// rate.
+pub fn preferred_v4l2_mode(
+    offered: &gstreamer::Caps,
+    fps: Option<(u32, u32)>,
+) -> Option<gstreamer::Caps> {
+    let (max_width, max_height) = V4L2_PREFERRED_MAX;
+    // (pixels, media rank): more pixels, then an earlier media type.
+    let mut best: Option<((u64, std::cmp::Reverse<usize>), gstreamer::Caps)> = None;
+    for structure in offered.iter() {
+        let Some(rank) = V4L2_MEDIA_TYPES
+            .iter()
+            .position(|media| structure.name() == *media)
+        else {
+            continue;
+        };
+        for width in sizes_within(structure, "width", max_width) {
+            for height in sizes_within(structure, "height", max_height) {
+                let key = (
+                    u64::from(width) * u64::from(height),
+                    std::cmp::Reverse(rank),
+                );
+                if best.as_ref().is_some_and(|(best, _)| *best >= key) {
+                    continue;
+                }
+                let mode = v4l2_mode(
+                    V4L2_MEDIA_TYPES[rank],
+                    &format!(",width={width},height={height}"),
+                    fps,
+                );
+                if let Ok(mode) = mode.parse::<gstreamer::Caps>()
+                    && offered.can_intersect(&mode)
+                {
+                    best = Some((key, mode));
+                }
+            }
+        }
+    }
+    best.map(|(_, mode)| mode)
+}
+
+/// The values of a caps structure's size `field` up to `max`: its value, the
+/// members of its list, or the largest value of its range within `max`.
+fn sizes_within(structure: &gstreamer::StructureRef, field: &str, max: u32) -> Vec<u32> {
+    use gstreamer as gst;
+    let Ok(value) = structure.value(field) else {
+        return Vec::new();
+    };
+    let within = |v: i32| u32::try_from(v).ok().filter(|v| (1..=max).contains(v));
+    if let Ok(v) = value.get::<i32>() {
+        within(v).into_iter().collect()
+    } else if let Ok(range) = value.get::<gst::IntRange<i32>>() {
+        let top = range.max().min(i32::try_from(max).unwrap_or(i32::MAX));
+        if top >= range.min() {
+            within(top).into_iter().collect()
+        } else {
+            Vec::new()
+        }
+    } else if let Ok(list) = value.get::<gst::List>() {
+        list.iter()
+            .filter_map(|v| v.get::<i32>().ok().and_then(within))
+            .collect()
+    } else {
+        Vec::new()
+    }
 }
 
 /// What the agent prints for a source: the URL without credentials.
@@ -673,24 +726,18 @@ mod tests {
             );
             assert!(kind.is_live());
             assert_eq!(kind.to_string(), "v4l2:///dev/video2");
-            // Up to 1280x720, in any of the media types; nothing larger.
+            // Any size in the media types, until the source sets one.
             assert_eq!(
                 kind.launch_line(),
                 "v4l2src name=src device=\"/dev/video2\" ! capsfilter name=capture \
-                 caps=\"video/x-raw,width=[1,1280],height=[1,720];\
-                 image/jpeg,width=[1,1280],height=[1,720];\
-                 video/x-h264,width=[1,1280],height=[1,720];\
-                 video/x-h265,width=[1,1280],height=[1,720]\" ! decodebin ! \
+                 caps=\"video/x-raw;image/jpeg;video/x-h264;video/x-h265\" ! decodebin ! \
                  videoconvert name=convert ! video/x-raw,format=RGB ! appsink name=sink \
                  sync=false max-buffers=1 drop=false emit-signals=false"
             );
-            // Wide: anything decodebin can decode.
             assert!(
-                kind.wide_launch_line().unwrap().starts_with(
-                    "v4l2src name=src device=\"/dev/video2\" ! decodebin ! videoconvert"
-                ),
-                "{:?}",
-                kind.wide_launch_line()
+                kind.negotiation_hint()
+                    .unwrap()
+                    .contains("offers no raw, MJPEG, H.264 or H.265 mode")
             );
         }
         let sized = parse_url("/dev/video1?width=640&height=360&fps=30000/1001")
@@ -714,7 +761,6 @@ mod tests {
             "{}",
             sized.launch_line()
         );
-        assert_eq!(sized.wide_launch_line(), None, "its size is set");
         assert!(
             sized
                 .negotiation_hint()
@@ -723,18 +769,12 @@ mod tests {
         );
         let rate = parse_url("v4l2:///dev/video0?fps=15").unwrap().0;
         assert!(
-            rate.launch_line()
-                .contains("video/x-raw,width=[1,1280],height=[1,720],framerate=15/1;"),
-            "{}",
-            rate.launch_line()
-        );
-        assert!(
-            rate.wide_launch_line().unwrap().contains(
+            rate.launch_line().contains(
                 "caps=\"video/x-raw,framerate=15/1;image/jpeg,framerate=15/1;\
                  video/x-h264,framerate=15/1;video/x-h265,framerate=15/1\""
             ),
-            "{:?}",
-            rate.wide_launch_line()
+            "{}",
+            rate.launch_line()
         );
         let plain = parse_url("/dev/video0").unwrap().0;
         // Display gives back a URL that parses to the same source.
@@ -748,16 +788,12 @@ mod tests {
         assert_eq!(rate.to_string(), "v4l2:///dev/video0?fps=15/1");
         // Every launch line parses, as GStreamer reads it.
         gstreamer::init().unwrap();
-        let lines = [&sized, &rate, &plain]
-            .into_iter()
-            .flat_map(|kind| [Some(kind.launch_line()), kind.wide_launch_line()])
-            .flatten();
-        for line in lines {
-            let pipeline = gstreamer::parse::launch(&line);
-            assert!(pipeline.is_ok(), "{line}: {pipeline:?}");
+        for kind in [&sized, &rate, &plain] {
+            let pipeline = gstreamer::parse::launch(&kind.launch_line());
+            assert!(pipeline.is_ok(), "{}: {pipeline:?}", kind.launch_line());
         }
         assert_eq!(
-            parse_url("rtsp://cam/live").unwrap().0.wide_launch_line(),
+            parse_url("rtsp://cam/live").unwrap().0.negotiation_hint(),
             None
         );
 
@@ -827,6 +863,78 @@ mod tests {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }
         assert!(parse_url("testsrc://ball").is_err());
+    }
+
+    /// The mode a V4L2 camera without a size opens at, from the modes its
+    /// device lists (caps as `v4l2src` reports them).
+    #[test]
+    fn a_v4l2_camera_without_a_size_takes_the_largest_mode_up_to_720p() {
+        gstreamer::init().unwrap();
+        let pick = |offered: &str, fps| {
+            let offered: gstreamer::Caps = offered.parse().unwrap();
+            preferred_v4l2_mode(&offered, fps).map(|caps| caps.to_string())
+        };
+        // A UVC webcam: raw up to 1080p at low rates, MJPEG at 30 fps.
+        let webcam = "video/x-raw, format=YUY2, width=1920, height=1080, framerate=5/1; \
+                      video/x-raw, format=YUY2, width=1280, height=720, framerate={ 10/1, 5/1 }; \
+                      video/x-raw, format=YUY2, width=640, height=480, framerate={ 30/1, 15/1 }; \
+                      image/jpeg, width=1920, height=1080, framerate=30/1; \
+                      image/jpeg, width=1280, height=720, framerate=30/1; \
+                      image/jpeg, width=640, height=480, framerate=30/1";
+        // Raw first at equal sizes; a rate picks the mode that has it.
+        assert_eq!(
+            pick(webcam, None).as_deref(),
+            Some("video/x-raw, width=(int)1280, height=(int)720")
+        );
+        assert_eq!(
+            pick(webcam, Some((30, 1))).as_deref(),
+            Some("image/jpeg, width=(int)1280, height=(int)720, framerate=(fraction)30/1")
+        );
+        assert_eq!(
+            pick(webcam, Some((15, 1))).as_deref(),
+            Some("video/x-raw, width=(int)640, height=(int)480, framerate=(fraction)15/1")
+        );
+        assert_eq!(pick(webcam, Some((60, 1))), None);
+        // No 1280x720: the largest below it, whatever its media type.
+        assert_eq!(
+            pick(
+                "video/x-raw, width=640, height=480; image/jpeg, width=960, height=540; \
+                 image/jpeg, width=1920, height=1080",
+                None
+            )
+            .as_deref(),
+            Some("image/jpeg, width=(int)960, height=(int)540")
+        );
+        // Stepwise sizes: the largest within the limit, on the step.
+        assert_eq!(
+            pick(
+                "video/x-raw, format=YUY2, width=[ 16, 4096, 8 ], height=[ 16, 2160, 8 ]",
+                None
+            )
+            .as_deref(),
+            Some("video/x-raw, width=(int)1280, height=(int)720")
+        );
+        assert_eq!(
+            pick(
+                "video/x-raw, width={ 320, 1280 }, height={ 240, 720 }",
+                None
+            )
+            .as_deref(),
+            Some("video/x-raw, width=(int)1280, height=(int)720")
+        );
+        // Nothing within the limit, or only formats it does not take.
+        assert_eq!(
+            pick(
+                "video/x-raw, width=3840, height=2160; image/jpeg, width=1920, height=1080",
+                None
+            ),
+            None
+        );
+        assert_eq!(
+            pick("video/x-bayer, format=rggb, width=640, height=480", None),
+            None
+        );
+        assert_eq!(pick("EMPTY", None), None);
     }
 
     #[test]
