@@ -42,6 +42,22 @@ pub mod backoff;
 pub mod kind;
 pub mod rate;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use schemas::v1::camera_health::State;
+use service_kit::clock::now_us;
+
+use crate::config::{CameraConfig, OnEos};
+use crate::queue::{Frame, FrameQueue, Pixels, Put, WhenFull};
+use crate::source::backoff::Backoff;
+use crate::source::kind::{Redactor, Source, SourceKind};
+use crate::source::rate::RateLimit;
+
 /// Environment variables GStreamer reads while cameras run, with the value
 /// the agent needs, for `main` to set before any thread starts (setting the
 /// environment of a running, multi-threaded process is unsound). A variable
@@ -72,22 +88,6 @@ pub fn missing_environment() -> Vec<&'static str> {
         .map(|(name, _)| *name)
         .collect()
 }
-
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
-use schemas::v1::camera_health::State;
-use service_kit::clock::now_us;
-
-use crate::config::{CameraConfig, OnEos};
-use crate::queue::{Frame, FrameQueue, Pixels, Put, WhenFull};
-use crate::source::backoff::Backoff;
-use crate::source::kind::{Redactor, Source, SourceKind};
-use crate::source::rate::RateLimit;
 
 /// Counters and state of one camera, shared with the health reporter.
 #[derive(Debug)]
