@@ -835,15 +835,15 @@ mod tests {
         assert!(parse_url("file://relative.avi").is_err());
         assert!(parse_url("v4l2://").is_err());
         assert!(parse_url("/dev/video0 ! fakesink").is_err());
-        let err = parse_url("v4l2:///dev/video0?width=640&fps=0&zoom=2").unwrap_err();
-        for needle in [
-            "url \"v4l2:///dev/video0?width=640&fps=0&zoom=2\": ",
-            "fps \"0\" is not a rate",
-            "unknown setting \"zoom\" (width, height, fps)",
-            "width and height go together",
-        ] {
-            assert!(err.contains(needle), "missing {needle:?} in {err}");
-        }
+        assert_mentions(
+            &parse_url("v4l2:///dev/video0?width=640&fps=0&zoom=2").unwrap_err(),
+            &[
+                "url \"v4l2:///dev/video0?width=640&fps=0&zoom=2\": ",
+                "fps \"0\" is not a rate",
+                "unknown setting \"zoom\" (width, height, fps)",
+                "width and height go together",
+            ],
+        );
         let err = parse_url("/dev/video0?height=480").unwrap_err();
         assert!(err.contains("width and height go together"), "{err}");
         let err = parse_url("/dev/video0?width=8&height=480").unwrap_err();
@@ -853,16 +853,23 @@ mod tests {
         );
         let err = parse_url("/dev/video0&width=640").unwrap_err();
         assert!(err.contains("settings follow a '?'"), "{err}");
-        let err = parse_url("testsrc://?pattern=plaid&width=8&fps=0&colour=red").unwrap_err();
-        for needle in [
-            "pattern \"plaid\" is not one of",
-            "width \"8\"",
-            "fps \"0\"",
-            "unknown setting \"colour\"",
-        ] {
+        assert_mentions(
+            &parse_url("testsrc://?pattern=plaid&width=8&fps=0&colour=red").unwrap_err(),
+            &[
+                "pattern \"plaid\" is not one of",
+                "width \"8\"",
+                "fps \"0\"",
+                "unknown setting \"colour\"",
+            ],
+        );
+        assert!(parse_url("testsrc://ball").is_err());
+    }
+
+    /// Panics unless `err` contains every one of `needles`.
+    fn assert_mentions(err: &str, needles: &[&str]) {
+        for needle in needles {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }
-        assert!(parse_url("testsrc://ball").is_err());
     }
 
     /// The mode a V4L2 camera without a size opens at, from the modes its
